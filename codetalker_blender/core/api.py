@@ -1,0 +1,135 @@
+"""The public entry points: load a model, animate a clip."""
+
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from . import checkpoint
+from .audio import SAMPLE_RATE, is_silent, load_audio, to_mono_16k
+from .audio_encoder import Chunking, conv_feature_count, encode_audio, frame_count, normalise
+from .config import ModelConfig, load_config
+from .device import resolve_device
+from .errors import AudioError, ConfigError
+from .inference import CancelFn, DecodeOptions, ProgressFn, generate_motion
+from .mesh import as_vertices, check_vertex_count, load_template
+from .style import StyleSpec, style_weights
+
+MODES = {"exact": DecodeOptions.exact, "fast": DecodeOptions.fast}
+
+
+def load_model(
+    *,
+    config: str | os.PathLike | ModelConfig | None = None,
+    stage1: str | os.PathLike | None = None,
+    stage2: str | os.PathLike | None = None,
+    model: str | os.PathLike | None = None,
+):
+    """Load a model: our safetensors file (``model``), or the published pair.
+
+    For the published pair, ``config`` is the published YAML (or our JSON or a
+    ModelConfig). A YAML's ``vqvae_pretrained_path`` stands in for a missing
+    ``stage1``.
+    """
+    if model is not None:
+        return checkpoint.load_model_file(model)
+    if config is None:
+        raise ConfigError("a config is needed with published checkpoints (--config)")
+    if isinstance(config, ModelConfig):
+        cfg, paths = config, {}
+    else:
+        cfg, paths = load_config(config)
+    stage1 = stage1 or paths.get("vqvae_pretrained_path")
+    if stage1 is None:
+        raise ConfigError("no stage-1 checkpoint given (--stage1) and the config names none")
+    if stage2 is None:
+        raise ConfigError("no stage-2 checkpoint given (--stage2)")
+    return checkpoint.load_published(cfg, stage1, stage2)
+
+
+@dataclass
+class Animation:
+    """Vertex positions (frames, V, 3) at ``fps``, with what produced them."""
+
+    vertices: np.ndarray
+    fps: float
+    info: dict = field(default_factory=dict)
+
+
+def _as_cancel(cancel) -> CancelFn | None:
+    if cancel is None:
+        return None
+    if isinstance(cancel, threading.Event):
+        return cancel.is_set
+    return cancel
+
+
+def _samples(audio) -> np.ndarray:
+    if isinstance(audio, (str, os.PathLike)):
+        return load_audio(audio)
+    if isinstance(audio, tuple) and len(audio) == 2:
+        return to_mono_16k(audio[0], int(audio[1]))
+    return to_mono_16k(np.asarray(audio), SAMPLE_RATE)
+
+
+def animate(
+    model,
+    audio,
+    template,
+    style: StyleSpec = None,
+    *,
+    device: str | torch.device | None = "auto",
+    mode: str | DecodeOptions = "exact",
+    progress: ProgressFn | None = None,
+    cancel: CancelFn | threading.Event | None = None,
+    chunking: Chunking = Chunking(),
+) -> Animation:
+    """Animate ``template`` speaking ``audio``.
+
+    audio: a file path, 16 kHz mono samples, or (samples, sample_rate).
+    template: a mesh file path or (V, 3) / (V*3,) positions.
+    style: None (all subjects blended equally), a subject name or index,
+        {name: weight}, or a weight vector over the subjects.
+    device: 'auto' (CUDA, MPS, CPU), or a device; the model is moved there.
+    mode: 'exact' (the reference algorithm) or 'fast' (bounded windows).
+    progress(done, total) is called per frame; cancel() returning True (or a
+    set threading.Event) stops within one frame by raising Cancelled.
+
+    Pure silence gives the template, still, for the clip's length.
+    """
+    cfg: ModelConfig = model.cfg
+    options = MODES[mode]() if isinstance(mode, str) else mode
+    if isinstance(mode, str) and mode not in MODES:
+        raise ConfigError(f"unknown mode {mode!r}; use exact or fast")
+    verts = load_template(template) if isinstance(template, (str, os.PathLike)) else as_vertices(template)
+    check_vertex_count(verts, cfg.num_vertices)
+    weights = style_weights(style, cfg.subjects)
+    samples = _samples(audio)
+    info = {"mode": mode if isinstance(mode, str) else "custom", "style": dict(zip(cfg.subjects, weights.tolist())),
+            "seconds": samples.size / SAMPLE_RATE}
+
+    if is_silent(samples):
+        n_feat = conv_feature_count(samples.size, model.audio_encoder)
+        frames = frame_count(max(n_feat, 0), cfg.timing)
+        if frames < 1:
+            raise AudioError("the audio is too short for a single motion frame")
+        if progress is not None:
+            progress(frames, frames)
+        info["silent"] = True
+        return Animation(np.repeat(verts[None], frames, axis=0), cfg.fps, info)
+
+    dev = resolve_device(device)
+    if model.device != dev:
+        model.to(dev)
+    cancel_fn = _as_cancel(cancel)
+    with torch.no_grad():
+        feats, frames = encode_audio(model.audio_encoder, normalise(torch.from_numpy(samples)), cfg.timing, chunking)
+        emb = model.style_embedding(torch.from_numpy(weights).to(dev))
+        motion = generate_motion(model, feats, frames, emb, options, progress, cancel_fn)
+    out = motion.float().cpu().numpy().reshape(frames, -1, 3) + verts[None]
+    info["device"] = str(dev)
+    return Animation(out.astype(np.float32), cfg.fps, info)

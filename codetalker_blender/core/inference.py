@@ -1,0 +1,203 @@
+"""Autoregressive inference.
+
+The published ``predict`` (CODETALKER_FACTS.md, "Autoregressive inference")
+reruns the predictor and the stage-1 decoder over the whole prefix at every
+frame. Here:
+
+* The predictor is causal, so its keys and values are cached: each step runs
+  the decoder layers on one new token only. The cross-attention keys and
+  values of the audio are computed once. Same result as the full recompute.
+* The stage-1 decoder is bidirectional (full attention, InstanceNorm over
+  time), so feeding back frame i needs a decode of the codes so far. In
+  ``exact`` mode that is the whole prefix, as in the reference; only the
+  fed-back frame goes through the output projection.
+* ``fast`` mode bounds that decode to the last ``feedback_window`` frames and
+  the predictor's self-attention to the last ``attention_window`` frames, so
+  time grows linearly and memory stays bounded. It is an approximation.
+
+Clips longer than the reference's 600-frame tables use the same formulas
+extended: the temporal bias -slope*floor((i-j)/period) and the periodic
+positional encoding are defined for any length (see predictor.py). The final
+stage-1 decode runs in overlapping windows past ``final_window`` frames.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from .errors import Cancelled
+
+ProgressFn = Callable[[int, int], None]
+CancelFn = Callable[[], bool]
+
+
+@dataclass(frozen=True)
+class DecodeOptions:
+    """How the autoregressive loop is run."""
+
+    feedback_window: int | None = None  # stage-1 frames decoded per feedback step (None: all)
+    attention_window: int | None = None  # predictor self-attention span (None: all)
+    final_window: int = 1800  # final stage-1 decode in windows past this many frames
+    final_overlap: int = 60  # frames shared by neighbouring final-decode windows
+
+    @classmethod
+    def exact(cls) -> "DecodeOptions":
+        return cls()
+
+    @classmethod
+    def fast(cls) -> "DecodeOptions":
+        return cls(feedback_window=64, attention_window=600)
+
+
+def _check_cancel(cancel: CancelFn | None) -> None:
+    if cancel is not None and cancel():
+        raise Cancelled("inference was cancelled")
+
+
+class _CachedPredictor:
+    """One-token-at-a-time evaluation of the stage-2 transformer decoder."""
+
+    def __init__(self, model, memory: torch.Tensor, frames: int, attention_window: int | None):
+        cfg = model.cfg
+        self.model = model
+        self.layers = list(model.transformer_decoder.layers)
+        self.f = cfg.predictor.feature_dim
+        self.h = cfg.predictor.n_head
+        self.dh = self.f // self.h
+        self.r = cfg.timing.feats_per_frame
+        self.window = attention_window
+        device, dtype = memory.device, memory.dtype
+        # Cross-attention keys/values of the audio, once per layer: (S, heads, dh).
+        f = self.f
+        mem = memory[0]
+        self.cross = []
+        for layer in self.layers:
+            w, b = layer.multihead_attn.in_proj_weight, layer.multihead_attn.in_proj_bias
+            k = F.linear(mem, w[f : 2 * f], b[f : 2 * f]).view(-1, self.h, self.dh)
+            v = F.linear(mem, w[2 * f :], b[2 * f :]).view(-1, self.h, self.dh)
+            self.cross.append((k, v))
+        cache_len = frames if attention_window is None else min(frames, attention_window)
+        self.cache_len = cache_len
+        self.keys = [torch.zeros(cache_len, self.h, self.dh, device=device, dtype=dtype) for _ in self.layers]
+        self.values = [torch.zeros(cache_len, self.h, self.dh, device=device, dtype=dtype) for _ in self.layers]
+        # Temporal bias by distance d = i - j: -slope_h * floor(d / period), (heads, cache_len).
+        from .predictor import alibi_slopes
+
+        slopes = torch.tensor(alibi_slopes(self.h), device=device, dtype=dtype)
+        dist = torch.arange(cache_len, device=device)
+        steps = torch.div(dist, cfg.predictor.period, rounding_mode="floor").to(dtype)
+        self.bias_by_distance = -slopes.view(-1, 1) * steps.view(1, -1)
+        self.scale = 1.0 / math.sqrt(self.dh)
+
+    def step(self, i: int, x: torch.Tensor) -> torch.Tensor:
+        """Token i (1, F), PPE included -> decoder output (1, F)."""
+        f, h, dh = self.f, self.h, self.dh
+        slot = i % self.cache_len
+        n = min(i + 1, self.cache_len)
+        # cache slots in time order, oldest first, and their distances to i
+        if i < self.cache_len:
+            order = slice(0, n)
+            bias = self.bias_by_distance[:, :n].flip(-1)
+        else:
+            idx = torch.arange(slot + 1, slot + 1 + n, device=x.device) % self.cache_len
+            order = idx
+            bias = self.bias_by_distance[:, :n].flip(-1)
+        for layer, (ck, cv), keys, values in zip(self.layers, self.cross, self.keys, self.values):
+            sa = layer.self_attn
+            q, k, v = F.linear(x, sa.in_proj_weight, sa.in_proj_bias).view(3, h, dh)
+            keys[slot] = k
+            values[slot] = v
+            kk, vv = keys[order], values[order]  # (n, heads, dh)
+            scores = torch.einsum("hd,nhd->hn", q, kk) * self.scale + bias
+            o = torch.einsum("hn,nhd->hd", torch.softmax(scores, dim=-1), vv).reshape(1, f)
+            x = layer.norm1(x + sa.out_proj(o))
+
+            mha = layer.multihead_attn
+            q = F.linear(x, mha.in_proj_weight[:f], mha.in_proj_bias[:f]).view(h, dh)
+            kc, vc = ck[i * self.r : (i + 1) * self.r], cv[i * self.r : (i + 1) * self.r]  # (r, heads, dh)
+            scores = torch.einsum("hd,rhd->hr", q, kc) * self.scale
+            o = torch.einsum("hr,rhd->hd", torch.softmax(scores, dim=-1), vc).reshape(1, f)
+            x = layer.norm2(x + mha.out_proj(o))
+            x = layer.norm3(x + layer.linear2(F.relu(layer.linear1(x))))
+        return x
+
+
+def decode_windowed(autoencoder, codes: torch.Tensor, window: int, overlap: int) -> torch.Tensor:
+    """Stage-1 decode of codes (1, T, fq, zd) -> (1, T, V*3).
+
+    Up to ``window`` frames in one pass (exact). Longer sequences are decoded in
+    windows that share ``overlap`` frames, cross-faded linearly.
+    """
+    t = codes.shape[1]
+    if t <= window:
+        return autoencoder.decode(codes)
+    overlap = max(1, min(overlap, window // 2))
+    step = window - overlap
+    out = None
+    weight = None
+    for start in range(0, t, step):
+        stop = min(start + window, t)
+        start = max(0, stop - window)
+        part = autoencoder.decode(codes[:, start:stop])  # (1, w, V*3)
+        w = torch.ones(stop - start, device=codes.device, dtype=part.dtype)
+        if start > 0:
+            w[:overlap] = torch.linspace(0, 1, overlap + 2, device=codes.device, dtype=part.dtype)[1:-1]
+        if stop < t:
+            w[-overlap:] = torch.linspace(1, 0, overlap + 2, device=codes.device, dtype=part.dtype)[1:-1]
+        if out is None:
+            out = torch.zeros(1, t, part.shape[-1], device=codes.device, dtype=part.dtype)
+            weight = torch.zeros(t, device=codes.device, dtype=part.dtype)
+        out[:, start:stop] += part * w.view(1, -1, 1)
+        weight[start:stop] += w
+        if stop == t:
+            break
+    return out / weight.view(1, -1, 1)
+
+
+@torch.no_grad()
+def generate_motion(
+    model,
+    audio_features: torch.Tensor,
+    frames: int,
+    style: torch.Tensor,
+    options: DecodeOptions = DecodeOptions(),
+    progress: ProgressFn | None = None,
+    cancel: CancelFn | None = None,
+) -> torch.Tensor:
+    """The autoregressive loop.
+
+    audio_features (1, frames * feats_per_frame, hidden) from the audio encoder,
+    style (F,) a style embedding. Returns motion (frames, V*3), template not added.
+    """
+    cfg = model.cfg
+    ae = model.autoencoder
+    fq, zd = cfg.vq.face_quan_num, cfg.vq.zquant_dim
+    memory = model.audio_feature_map(audio_features)  # (1, S, F)
+    predictor = _CachedPredictor(model, memory, frames, options.attention_window)
+    codes = torch.zeros(1, frames, fq, zd, device=memory.device, dtype=memory.dtype)
+    style = style.view(1, -1)
+    token = style  # step 0 input: the style embedding
+    for i in range(frames):
+        _check_cancel(cancel)
+        x = token + model.PPE.rows(torch.tensor([i], device=memory.device))
+        z = model.feat_map(predictor.step(i, x)).view(1, 1, fq, zd)
+        codes[:, i : i + 1], _ = ae.quantize(z)
+        if i < frames - 1:
+            lo = 0 if options.feedback_window is None else max(0, i + 1 - options.feedback_window)
+            prefix = codes[:, lo : i + 1]
+            if i == 0:  # InstanceNorm over one frame is degenerate: decode it twice
+                prefix = torch.cat([prefix, prefix], dim=1)
+                last = ae.decoder.hidden(prefix.flatten(2))[:, 0]
+            else:
+                last = ae.decoder.hidden(prefix.flatten(2))[:, -1]
+            token = model.vertice_map(ae.decoder.vertice_map_reverse(last)) + style
+        if progress is not None:
+            progress(i + 1, frames)
+    _check_cancel(cancel)
+    motion = decode_windowed(ae, codes, options.final_window, options.final_overlap)
+    return motion[0]

@@ -1,0 +1,131 @@
+"""Template meshes: ``.npy`` (V*3 or V x 3), ``.ply`` (ASCII or binary) and ``.obj``.
+
+Only vertex positions are read; faces are not needed by the model.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from .errors import TemplateError
+
+KNOWN_TOPOLOGIES = {5023: "FLAME (vocaset)", 23370: "BIWI"}
+
+_PLY_TYPES = {
+    "char": "i1", "int8": "i1", "uchar": "u1", "uint8": "u1",
+    "short": "i2", "int16": "i2", "ushort": "u2", "uint16": "u2",
+    "int": "i4", "int32": "i4", "uint": "u4", "uint32": "u4",
+    "float": "f4", "float32": "f4", "double": "f8", "float64": "f8",
+}
+
+
+def _read_ply(path: str) -> np.ndarray:
+    with open(path, "rb") as fh:
+        if fh.readline().strip() != b"ply":
+            raise TemplateError(f"{path} is not a PLY file")
+        fmt, vertex_count, props, in_vertex = None, None, [], False
+        while True:
+            line = fh.readline()
+            if not line:
+                raise TemplateError(f"{path}: PLY header has no end_header")
+            words = line.decode("ascii", "replace").split()
+            if not words:
+                continue
+            if words[0] == "format":
+                fmt = words[1]
+            elif words[0] == "element":
+                in_vertex = words[1] == "vertex"
+                if in_vertex:
+                    vertex_count = int(words[2])
+                elif vertex_count is None:
+                    raise TemplateError(f"{path}: PLY elements before 'vertex' are not supported")
+            elif words[0] == "property" and in_vertex:
+                if words[1] == "list":
+                    raise TemplateError(f"{path}: list properties on vertices are not supported")
+                props.append((words[2], _PLY_TYPES.get(words[1])))
+            elif words[0] == "end_header":
+                break
+        if vertex_count is None or not {"x", "y", "z"} <= {p for p, _ in props}:
+            raise TemplateError(f"{path}: PLY has no vertex x/y/z")
+        if fmt == "ascii":
+            rows = [fh.readline().split() for _ in range(vertex_count)]
+            try:
+                table = np.array(rows, dtype=np.float64)
+            except ValueError:
+                raise TemplateError(f"{path}: malformed ASCII PLY vertex data") from None
+            cols = [p for p, _ in props]
+            return table[:, [cols.index(a) for a in "xyz"]].astype(np.float32)
+        if fmt not in ("binary_little_endian", "binary_big_endian"):
+            raise TemplateError(f"{path}: unknown PLY format {fmt!r}")
+        if any(t is None for _, t in props):
+            raise TemplateError(f"{path}: unknown PLY property type")
+        order = "<" if fmt == "binary_little_endian" else ">"
+        dtype = np.dtype([(name, order + t) for name, t in props])
+        raw = fh.read(dtype.itemsize * vertex_count)
+        if len(raw) < dtype.itemsize * vertex_count:
+            raise TemplateError(f"{path}: PLY file is truncated")
+        table = np.frombuffer(raw, dtype=dtype, count=vertex_count)
+        return np.stack([table[a] for a in "xyz"], axis=1).astype(np.float32)
+
+
+def _read_obj(path: str) -> np.ndarray:
+    verts = []
+    with open(path, encoding="utf-8", errors="replace") as fh:
+        for line in fh:
+            if line.startswith("v "):
+                parts = line.split()
+                try:
+                    verts.append([float(parts[1]), float(parts[2]), float(parts[3])])
+                except (IndexError, ValueError):
+                    raise TemplateError(f"{path}: malformed vertex line {line.strip()!r}") from None
+    if not verts:
+        raise TemplateError(f"{path}: OBJ file has no vertices")
+    return np.asarray(verts, dtype=np.float32)
+
+
+def load_template(path: str | os.PathLike) -> np.ndarray:
+    """Vertex positions of a template mesh file, (V, 3) float32."""
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise TemplateError(f"template file not found: {path}")
+    ext = os.path.splitext(path)[1].lower()
+    try:
+        if ext == ".npy":
+            arr = np.load(path, allow_pickle=False)
+        elif ext == ".ply":
+            arr = _read_ply(path)
+        elif ext == ".obj":
+            arr = _read_obj(path)
+        else:
+            raise TemplateError(f"unsupported template format {ext or '(none)'}: use .npy, .ply or .obj")
+    except (OSError, ValueError) as exc:
+        raise TemplateError(f"cannot read template {path}: {exc}") from None
+    return as_vertices(arr, source=path)
+
+
+def as_vertices(arr, source: str = "template") -> np.ndarray:
+    """A (V*3,) or (V, 3) array as (V, 3) float32."""
+    arr = np.asarray(arr)
+    if arr.ndim == 1 and arr.size % 3 == 0:
+        arr = arr.reshape(-1, 3)
+    if arr.ndim != 2 or arr.shape[1] != 3 or arr.shape[0] == 0:
+        raise TemplateError(f"{source}: expected V*3 or (V, 3) vertex positions, got shape {arr.shape}")
+    arr = arr.astype(np.float32)
+    if not np.isfinite(arr).all():
+        raise TemplateError(f"{source}: vertex positions contain NaN or infinity")
+    return arr
+
+
+def describe_topology(num_vertices: int) -> str:
+    return KNOWN_TOPOLOGIES.get(num_vertices, f"unknown topology ({num_vertices} vertices)")
+
+
+def check_vertex_count(vertices: np.ndarray, expected: int, source: str = "template") -> None:
+    if vertices.shape[0] != expected:
+        known = ", ".join(f"{n} for {name}" for n, name in KNOWN_TOPOLOGIES.items())
+        raise TemplateError(
+            f"{source} has {vertices.shape[0]} vertices but the model expects {expected} "
+            f"({describe_topology(expected)}); known topologies: {known}"
+        )
