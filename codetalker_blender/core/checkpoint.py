@@ -59,11 +59,11 @@ def read_torch_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         text = str(exc)
-        if "Weights only load failed" in text or "weights_only" in text:
+        if "Unsupported global" in text or "can still be loaded" in text:
             raise CheckpointError(
                 f"refusing to load {path}: it holds pickled Python objects, not only tensors"
             ) from None
-        raise CheckpointError(f"{path} is not a PyTorch checkpoint ({text.splitlines()[0]})") from None
+        raise CheckpointError(f"{path} is not a readable PyTorch checkpoint (unpickling failed)") from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as exc:
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise CheckpointError(f"{path} is not a readable PyTorch checkpoint ({first})") from None

@@ -1,0 +1,189 @@
+"""Invariants on small random models."""
+
+import numpy as np
+import pytest
+import torch
+
+from codetalker_blender.core.audio_encoder import Chunking, encode_audio, frame_count, normalise
+from codetalker_blender.core.config import TimingConfig
+from codetalker_blender.core.inference import DecodeOptions, decode_windowed, generate_motion
+from codetalker_blender.core.predictor import alibi_slopes, alignment_mask, temporal_bias
+from codetalker_blender.core.reference import reference_motion
+from codetalker_blender.core.vqvae import VectorQuantizer
+from conftest import random_speechlike, tiny_model
+
+
+def test_quantiser_picks_nearest_code():
+    torch.manual_seed(1)
+    vq = VectorQuantizer(50, 6)
+    vq.embedding.weight.data.normal_()
+    z = torch.randn(3, 40, 6)
+    idx = vq.indices(z)
+    brute = torch.cdist(z.reshape(-1, 6), vq.embedding.weight).argmin(dim=1).view(3, 40)
+    assert torch.equal(idx, brute)
+    zq, idx2 = vq(z)
+    assert torch.allclose(zq, vq.embedding.weight[idx2], atol=1e-6)
+
+
+def test_quantiser_breaks_ties_by_first_index():
+    vq = VectorQuantizer(4, 2)
+    vq.embedding.weight.data = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 0.0], [-1.0, 0.0]])
+    assert vq.indices(torch.tensor([[0.9, 0.0]])).item() == 0
+    assert vq.indices(torch.tensor([[0.5, 0.5]])).item() == 0  # equidistant to 0 and 1
+
+
+def test_alibi_slopes_for_four_heads():
+    assert alibi_slopes(4) == [0.25, 0.0625, 0.015625, 0.00390625]
+
+
+@pytest.mark.parametrize("period", [25, 30])
+def test_temporal_bias_formula_and_causality(period):
+    n = 70
+    mask = temporal_bias(4, period, torch.arange(n), n)
+    slopes = alibi_slopes(4)
+    for h in range(4):
+        for i in range(0, n, 7):
+            for j in range(n):
+                value = mask[h, i, j].item()
+                if j > i:
+                    assert value == float("-inf")
+                else:
+                    assert value == pytest.approx(-slopes[h] * ((i - j) // period))
+
+
+def test_temporal_bias_matches_the_tabulated_600_frame_mask():
+    """Built as the reference tabulates it, then compared, including past 600 rows as an extension."""
+    period, max_len = 30, 600
+    steps = torch.arange(0, max_len, period).unsqueeze(1).repeat(1, period).view(-1) // period
+    steps = -torch.flip(steps, dims=[0])
+    table = torch.zeros(max_len, max_len)
+    for i in range(max_len):
+        table[i, : i + 1] = steps[-(i + 1) :]
+    slopes = torch.tensor(alibi_slopes(4)).view(4, 1, 1)
+    causal = torch.tril(torch.ones(max_len, max_len)) == 1
+    reference = torch.zeros(max_len, max_len).masked_fill(~causal, float("-inf")).unsqueeze(0) + slopes * table
+    ours = temporal_bias(4, period, torch.arange(max_len), max_len)
+    assert torch.equal(ours, reference)
+    longer = temporal_bias(4, period, torch.arange(900), 900)
+    assert torch.equal(longer[:, :max_len, :max_len], reference)
+
+
+def test_alignment_mask():
+    m = alignment_mask(3, 6, 2)
+    allowed = (~m).nonzero().tolist()
+    assert allowed == [[0, 0], [0, 1], [1, 2], [1, 3], [2, 4], [2, 5]]
+    assert torch.equal(~alignment_mask(4, 4, 1), torch.eye(4, dtype=torch.bool))
+
+
+def test_periodic_positional_encoding_is_periodic_beyond_its_table():
+    model = tiny_model("vocaset")
+    ppe = model.PPE
+    period = model.cfg.predictor.period
+    length = ppe.pe.shape[1]
+    assert length == period * (600 // period + 1)
+    rows = ppe.rows(torch.arange(3 * length))
+    assert torch.equal(rows[:length], ppe.pe[0])
+    assert torch.equal(rows[period : period + length], rows[:length])
+    assert torch.allclose(ppe.pe[0, 0, 1::2], torch.ones(ppe.pe.shape[-1] // 2))  # cos 0
+    assert torch.equal(ppe.pe[0, 0, 0::2], torch.zeros(ppe.pe.shape[-1] // 2))  # sin 0
+
+
+def test_stage1_positional_encoding_quirk_adds_row_b_to_batch_b():
+    model = tiny_model("vocaset")
+    pe = model.autoencoder.decoder.decoder_pos_embedding.eval()
+    x = torch.zeros(3, 5, pe.pe.shape[-1])
+    out = pe(x)
+    for b in range(3):
+        assert torch.equal(out[b], pe.pe[b].expand(5, -1))
+
+
+def _features(model, seconds=2.0, seed=0):
+    audio = normalise(torch.from_numpy(random_speechlike(seconds, seed)))
+    return encode_audio(model.audio_encoder, audio, model.cfg.timing)
+
+
+@pytest.mark.parametrize("dataset", ["vocaset", "BIWI"])
+def test_cached_predictor_equals_full_recompute(dataset):
+    model = tiny_model(dataset, seed=3)
+    feats, frames = _features(model, seconds=2.6)
+    assert frames > model.cfg.predictor.period  # the temporal bias steps at least once
+    style = model.style_embedding(torch.tensor([0.2, 0.8] + [0.0] * (len(model.cfg.subjects) - 2)))
+    with torch.no_grad():
+        ours = generate_motion(model, feats, frames, style)
+        ref = reference_motion(model, feats, frames, style)
+    assert ours.shape == (frames, model.cfg.vq.vertice_dim)
+    assert torch.allclose(ours, ref, atol=1e-5), (ours - ref).abs().max()
+    # non-trivial: frames differ from each other
+    assert (ours[1:] - ours[:-1]).abs().max() > 1e-3
+
+
+def test_windows_larger_than_the_clip_change_nothing():
+    model = tiny_model("vocaset", seed=4)
+    feats, frames = _features(model, seconds=1.5)
+    style = model.style_embedding(torch.ones(len(model.cfg.subjects)))
+    with torch.no_grad():
+        exact = generate_motion(model, feats, frames, style)
+        wide = generate_motion(model, feats, frames, style,
+                               DecodeOptions(feedback_window=frames + 5, attention_window=frames + 5))
+    assert torch.allclose(exact, wide, atol=1e-6)
+
+
+def test_attention_window_ring_buffer_matches_masked_full_attention():
+    """A windowed cache attends to exactly the last W frames."""
+    model = tiny_model("vocaset", seed=5)
+    feats, frames = _features(model, seconds=1.2)
+    style = model.style_embedding(torch.ones(len(model.cfg.subjects)))
+    w = 7
+    with torch.no_grad():
+        windowed = generate_motion(model, feats, frames, style, DecodeOptions(attention_window=w))
+        exact = generate_motion(model, feats, frames, style)
+    assert windowed.shape == exact.shape
+    assert not torch.allclose(windowed, exact)  # the window does cut context here
+    assert torch.isfinite(windowed).all()
+
+
+def test_decode_windowed_is_exact_within_a_window_and_smooth_beyond():
+    model = tiny_model("vocaset", seed=6)
+    codes = model.autoencoder.quantize.lookup(torch.randint(0, 32, (1, 50, 2)))
+    with torch.no_grad():
+        whole = model.autoencoder.decode(codes)
+        same = decode_windowed(model.autoencoder, codes, window=50, overlap=10)
+        windowed = decode_windowed(model.autoencoder, codes, window=20, overlap=6)
+    assert torch.equal(whole, same)
+    assert windowed.shape == whole.shape and torch.isfinite(windowed).all()
+
+
+def test_frame_counts_follow_the_reference_rounding():
+    vocaset = TimingConfig(fps=30.0, feats_per_frame=1)
+    biwi = TimingConfig(fps=25.0, feats_per_frame=2)
+    # int(n / 50 * 30) in floating point, as the reference computes it: 205 features
+    # give 122 frames, not 123 = 205 * 30 // 50.
+    assert frame_count(205, vocaset) == int(205 / 50 * 30) == 122
+    assert frame_count(100, vocaset) == 60
+    assert frame_count(101, biwi) == 50 and frame_count(100, biwi) == 50
+
+
+def test_chunked_audio_encoding_is_exact_for_short_clips_and_close_for_long_ones():
+    model = tiny_model("vocaset", seed=7)
+    audio = normalise(torch.from_numpy(random_speechlike(6.0, seed=2)))
+    with torch.no_grad():
+        whole, frames = encode_audio(model.audio_encoder, audio, model.cfg.timing, Chunking(window=60.0))
+        chunked, frames2 = encode_audio(model.audio_encoder, audio, model.cfg.timing, Chunking(window=2.0, context=1.0))
+    assert frames == frames2 and whole.shape == chunked.shape
+    rel = ((whole - chunked).norm(dim=-1) / whole.norm(dim=-1)).mean()
+    assert rel < 0.2, rel
+
+
+def test_style_embedding_is_l1_normalised_and_interpolates_like_the_reference():
+    model = tiny_model("BIWI")
+    emb = model.learnable_style_emb.weight
+    a, b, w = 1, 4, 0.3
+    s = torch.zeros(len(model.cfg.subjects))
+    s[a], s[b] = w, 1 - w
+    assert torch.allclose(model.style_embedding(s), w * emb[a] + (1 - w) * emb[b], atol=1e-6)
+    assert torch.allclose(model.style_embedding(5 * s), model.style_embedding(s), atol=1e-6)
+    one_hot = torch.zeros(len(model.cfg.subjects))
+    one_hot[2] = 1
+    assert torch.equal(model.style_embedding(one_hot), emb[2])
+    with torch.no_grad():
+        assert torch.allclose(model.style_embedding(torch.ones(6)), emb.mean(0), atol=1e-6)
