@@ -182,24 +182,17 @@ def save_model(model, path: str | os.PathLike) -> None:
 
 
 def read_safetensors_config(path: str | os.PathLike) -> ModelConfig:
-    """The config stored with one of our safetensors models."""
-    from safetensors import SafetensorError, safe_open
-
+    """The config stored with one of our safetensors models (metadata, else the sidecar JSON)."""
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise CheckpointError(f"model file not found: {path}")
     try:
-        with safe_open(path, framework="pt") as fh:
-            meta = fh.metadata() or {}
-    except (SafetensorError, OSError, ValueError) as exc:
-        raise CheckpointError(f"{path} is not a safetensors file ({exc})") from None
-    text = meta.get(CONFIG_METADATA_KEY)
-    if text is None and os.path.isfile(sidecar_path(path)):
-        with open(sidecar_path(path), encoding="utf-8") as fh:
-            text = fh.read()
-    if text is None:
-        raise CheckpointError(f"{path} carries no CodeTalker config (no metadata, no {sidecar_path(path)})")
-    try:
+        text = config_mod.read_safetensors_metadata(path).get(CONFIG_METADATA_KEY)
+        if text is None and os.path.isfile(sidecar_path(path)):
+            with open(sidecar_path(path), encoding="utf-8") as fh:
+                text = fh.read()
+        if text is None:
+            raise CheckpointError(f"{path} carries no CodeTalker config (no metadata, no {sidecar_path(path)})")
         return config_mod.from_json(text)
     except ConfigError as exc:
         raise CheckpointError(f"{path}: {exc}") from None

@@ -402,3 +402,27 @@ def load_config(path: str | os.PathLike) -> tuple[ModelConfig, dict[str, str]]:
         with open(path, encoding="utf-8") as fh:
             return from_json(fh.read()), {}
     return from_published_yaml(path)
+
+
+def read_safetensors_metadata(path: str | os.PathLike) -> dict[str, str]:
+    """The ``__metadata__`` of a safetensors file, read without torch.
+
+    The format starts with an 8-byte little-endian header length and a JSON
+    header; its ``__metadata__`` maps strings to strings.
+    """
+    path = os.fspath(path)
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(8)
+            if len(head) != 8:
+                raise ConfigError(f"{path} is not a safetensors file (too short)")
+            size = int.from_bytes(head, "little")
+            if size <= 0 or size > 100_000_000:
+                raise ConfigError(f"{path} is not a safetensors file (bad header size)")
+            header = json.loads(fh.read(size))
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror or exc}") from None
+    except ValueError:
+        raise ConfigError(f"{path} is not a safetensors file (bad header)") from None
+    meta = header.get("__metadata__") if isinstance(header, dict) else None
+    return dict(meta) if isinstance(meta, dict) else {}

@@ -21,11 +21,13 @@ _PLY_TYPES = {
 }
 
 
-def _read_ply(path: str) -> np.ndarray:
+def _read_ply(path: str) -> tuple[np.ndarray, np.ndarray | None]:
+    """Vertex positions (V, 3) and, when they are all triangles, faces (F, 3)."""
     with open(path, "rb") as fh:
         if fh.readline().strip() != b"ply":
             raise TemplateError(f"{path} is not a PLY file")
         fmt, vertex_count, props, in_vertex = None, None, [], False
+        face_count, face_types, element = 0, None, None
         while True:
             line = fh.readline()
             if not line:
@@ -36,15 +38,20 @@ def _read_ply(path: str) -> np.ndarray:
             if words[0] == "format":
                 fmt = words[1]
             elif words[0] == "element":
-                in_vertex = words[1] == "vertex"
+                element = words[1]
+                in_vertex = element == "vertex"
                 if in_vertex:
                     vertex_count = int(words[2])
                 elif vertex_count is None:
                     raise TemplateError(f"{path}: PLY elements before 'vertex' are not supported")
+                elif element == "face":
+                    face_count = int(words[2])
             elif words[0] == "property" and in_vertex:
                 if words[1] == "list":
                     raise TemplateError(f"{path}: list properties on vertices are not supported")
                 props.append((words[2], _PLY_TYPES.get(words[1])))
+            elif words[0] == "property" and element == "face" and words[1] == "list" and face_types is None:
+                face_types = (_PLY_TYPES.get(words[2]), _PLY_TYPES.get(words[3]))
             elif words[0] == "end_header":
                 break
         if vertex_count is None or not {"x", "y", "z"} <= {p for p, _ in props}:
@@ -56,7 +63,15 @@ def _read_ply(path: str) -> np.ndarray:
             except ValueError:
                 raise TemplateError(f"{path}: malformed ASCII PLY vertex data") from None
             cols = [p for p, _ in props]
-            return table[:, [cols.index(a) for a in "xyz"]].astype(np.float32)
+            faces = None
+            if face_count:
+                try:
+                    rows = [fh.readline().split() for _ in range(face_count)]
+                    if all(len(r) == 4 and r[0] == b"3" for r in rows):
+                        faces = np.array([r[1:] for r in rows], dtype=np.int64)
+                except ValueError:
+                    faces = None
+            return table[:, [cols.index(a) for a in "xyz"]].astype(np.float32), faces
         if fmt not in ("binary_little_endian", "binary_big_endian"):
             raise TemplateError(f"{path}: unknown PLY format {fmt!r}")
         if any(t is None for _, t in props):
@@ -67,14 +82,29 @@ def _read_ply(path: str) -> np.ndarray:
         if len(raw) < dtype.itemsize * vertex_count:
             raise TemplateError(f"{path}: PLY file is truncated")
         table = np.frombuffer(raw, dtype=dtype, count=vertex_count)
-        return np.stack([table[a] for a in "xyz"], axis=1).astype(np.float32)
+        verts = np.stack([table[a] for a in "xyz"], axis=1).astype(np.float32)
+        faces = None
+        if face_count and face_types and None not in face_types:
+            # fast path: every face a triangle (FLAME and BIWI are)
+            fdt = np.dtype([("n", order + face_types[0]), ("i", order + face_types[1], 3)])
+            raw = fh.read(fdt.itemsize * face_count)
+            if len(raw) == fdt.itemsize * face_count:
+                tris = np.frombuffer(raw, dtype=fdt, count=face_count)
+                if (tris["n"] == 3).all():
+                    faces = tris["i"].astype(np.int64)
+        return verts, faces
 
 
-def _read_obj(path: str) -> np.ndarray:
-    verts = []
+def _read_obj(path: str) -> tuple[np.ndarray, list[list[int]] | None]:
+    verts, faces = [], []
     with open(path, encoding="utf-8", errors="replace") as fh:
         for line in fh:
-            if line.startswith("v "):
+            if line.startswith("f "):
+                try:
+                    faces.append([int(tok.split("/")[0]) - 1 for tok in line.split()[1:]])
+                except ValueError:
+                    raise TemplateError(f"{path}: malformed face line {line.strip()!r}") from None
+            elif line.startswith("v "):
                 parts = line.split()
                 try:
                     verts.append([float(parts[1]), float(parts[2]), float(parts[3])])
@@ -82,27 +112,36 @@ def _read_obj(path: str) -> np.ndarray:
                     raise TemplateError(f"{path}: malformed vertex line {line.strip()!r}") from None
     if not verts:
         raise TemplateError(f"{path}: OBJ file has no vertices")
-    return np.asarray(verts, dtype=np.float32)
+    return np.asarray(verts, dtype=np.float32), (faces or None)
 
 
 def load_template(path: str | os.PathLike) -> np.ndarray:
     """Vertex positions of a template mesh file, (V, 3) float32."""
+    return load_mesh(path)[0]
+
+
+def load_mesh(path: str | os.PathLike) -> tuple[np.ndarray, object]:
+    """Vertex positions (V, 3) float32 and faces (or None) of a mesh file."""
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise TemplateError(f"template file not found: {path}")
     ext = os.path.splitext(path)[1].lower()
+    faces = None
     try:
         if ext == ".npy":
             arr = np.load(path, allow_pickle=False)
         elif ext == ".ply":
-            arr = _read_ply(path)
+            arr, faces = _read_ply(path)
         elif ext == ".obj":
-            arr = _read_obj(path)
+            arr, faces = _read_obj(path)
         else:
             raise TemplateError(f"unsupported template format {ext or '(none)'}: use .npy, .ply or .obj")
     except (OSError, ValueError) as exc:
         raise TemplateError(f"cannot read template {path}: {exc}") from None
-    return as_vertices(arr, source=path)
+    verts = as_vertices(arr, source=path)
+    if faces is not None and len(faces) and max(max(f) for f in faces[:1000]) >= len(verts):
+        faces = None
+    return verts, faces
 
 
 def as_vertices(arr, source: str = "template") -> np.ndarray:

@@ -1,0 +1,96 @@
+"""Properties: per-scene settings (saved in the .blend) and per-window bake state."""
+
+from __future__ import annotations
+
+import bpy
+from bpy.props import (
+    BoolProperty,
+    CollectionProperty,
+    EnumProperty,
+    FloatProperty,
+    IntProperty,
+    PointerProperty,
+    StringProperty,
+)
+
+
+class CODETALKER_PG_style(bpy.types.PropertyGroup):
+    # ``name`` (inherited) is the training subject
+    weight: FloatProperty(name="Weight", min=0.0, max=1.0, default=0.0,
+                          description="How much of this speaker's style to use")
+
+
+class CODETALKER_PG_settings(bpy.types.PropertyGroup):
+    audio_source: EnumProperty(
+        name="Audio", items=[("FILE", "File", "A speech file on disk"),
+                             ("STRIP", "Sound Strip", "A sound strip of the scene's sequencer")], default="FILE")
+    audio_path: StringProperty(name="Speech File", subtype="FILE_PATH",
+                               description="wav, flac, ogg or mp3; any sample rate")
+    sound_strip: StringProperty(name="Sound Strip", description="Sound strip to animate")
+    start_frame: IntProperty(name="Start Frame", default=1,
+                             description="Frame where the speech (and the animation) starts")
+
+    model_source: EnumProperty(
+        name="Model",
+        items=[("BUNDLED", "Bundled", "The model that ships with the extension"),
+               ("PUBLISHED", "Published", "Published CodeTalker checkpoints (vocaset or BIWI)"),
+               ("FILE", "File", "A model in our safetensors format")],
+        default="PUBLISHED")
+    stage1_path: StringProperty(name="Stage 1", subtype="FILE_PATH", description="Stage-1 (VQ autoencoder) .pth.tar")
+    stage2_path: StringProperty(name="Stage 2", subtype="FILE_PATH", description="Stage-2 (predictor) .pth.tar")
+    config_path: StringProperty(name="Config", subtype="FILE_PATH",
+                                description="Published stage2.yaml/demo.yaml (optional: the published "
+                                            "configuration matching the mesh is assumed)")
+    model_path: StringProperty(name="Model File", subtype="FILE_PATH", description="Our .safetensors model")
+
+    device: EnumProperty(name="Device", items=[("AUTO", "Auto", "CUDA, then MPS, then CPU"),
+                                               ("CPU", "CPU", ""), ("CUDA", "CUDA", "NVIDIA GPU"),
+                                               ("MPS", "MPS", "Apple GPU")], default="AUTO")
+    quality: EnumProperty(name="Inference", items=[("exact", "Exact", "The published algorithm"),
+                                                   ("fast", "Fast", "Bounded windows: linear time, approximate")],
+                          default="exact")
+
+    styles: CollectionProperty(type=CODETALKER_PG_style)
+    styles_model: StringProperty(description="Model the style list was read from")
+    style_mode: EnumProperty(name="Style", items=[("MIX", "Mix", "Blend any number of speaker styles"),
+                                                  ("AB", "A/B", "Interpolate between two styles")], default="MIX")
+    style_a: StringProperty(name="A")
+    style_b: StringProperty(name="B")
+    style_blend: FloatProperty(name="A Weight", min=0.0, max=1.0, default=0.5, subtype="FACTOR",
+                               description="w in w*A + (1-w)*B")
+
+    bake_mode: EnumProperty(
+        name="Bake", items=[("COMPACT", "Compact", "A few basis shape keys with one F-curve each"),
+                            ("PER_FRAME", "Per Frame", "One shape key per frame (exact, heavy)")],
+        default="COMPACT")
+    error_bound_mm: FloatProperty(name="Max Error", min=0.0, default=0.0, precision=4,
+                                  description="Largest vertex error of the compact basis in mesh units "
+                                              "(0: 0.1 mm on a FLAME head, the same fraction of any head)")
+    extend_frame_range: BoolProperty(name="Extend Frame Range", default=True,
+                                     description="Make the scene long enough for the whole animation")
+
+
+class CODETALKER_PG_state(bpy.types.PropertyGroup):
+    """Transient bake state shown by the panel (window manager: not saved)."""
+
+    running: BoolProperty(default=False)
+    progress: FloatProperty(default=0.0, min=0.0, max=1.0, subtype="FACTOR")
+    status: StringProperty(default="")
+    last_report: StringProperty(default="")
+
+
+CLASSES = (CODETALKER_PG_style, CODETALKER_PG_settings, CODETALKER_PG_state)
+
+
+def register():
+    for cls in CLASSES:
+        bpy.utils.register_class(cls)
+    bpy.types.Scene.codetalker = PointerProperty(type=CODETALKER_PG_settings)
+    bpy.types.WindowManager.codetalker_state = PointerProperty(type=CODETALKER_PG_state)
+
+
+def unregister():
+    del bpy.types.WindowManager.codetalker_state
+    del bpy.types.Scene.codetalker
+    for cls in reversed(CLASSES):
+        bpy.utils.unregister_class(cls)
