@@ -10,12 +10,17 @@ from __future__ import annotations
 import json
 import os
 import pathlib
+import tempfile
 
 import numpy as np
 import pytest
 import torch
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
+
+# Blender (the bpy module) must never read or write the user's real config:
+# point its user folders at a scratch directory before anything imports bpy.
+os.environ.setdefault("BLENDER_USER_RESOURCES", tempfile.mkdtemp(prefix="codetalker-blender-user-"))
 SHARED = pathlib.Path(os.environ.get("CODETALKER_SHARED", REPO.parent / "shared")).resolve()
 GOLDEN = SHARED / "golden"
 

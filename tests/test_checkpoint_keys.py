@@ -6,10 +6,10 @@ The full-size models are built on the meta device: structure, no memory.
 import json
 
 import pytest
+from conftest import SHARED
 
 from codetalker_blender.core.checkpoint import build_empty, to_legacy_name
 from codetalker_blender.core.config import published_config
-from conftest import SHARED
 
 MANIFEST = json.loads((SHARED / "reference" / "official_checkpoint_keys.json").read_text())
 

@@ -8,9 +8,9 @@ import wave
 import numpy as np
 import pytest
 import soundfile as sf
+from conftest import GOLDEN, REPO, SHARED, golden_cases
 
 from codetalker_blender.cli import main
-from conftest import GOLDEN, REPO, SHARED, golden_cases
 
 VOCA = GOLDEN / "vocaset_s11"
 BIWI = GOLDEN / "biwi_s23"

@@ -5,13 +5,13 @@ import json
 import numpy as np
 import pytest
 import torch
+from conftest import golden_cases, golden_model
 
 from codetalker_blender.core import animate
 from codetalker_blender.core.audio import load_audio
 from codetalker_blender.core.audio_encoder import encode_audio, normalise
 from codetalker_blender.core.reference import reference_motion
 from codetalker_blender.core.style import style_weights, two_style
-from conftest import golden_cases, golden_model
 
 TOLERANCE = 1e-4
 

@@ -1,8 +1,8 @@
 """Invariants on small random models."""
 
-import numpy as np
 import pytest
 import torch
+from conftest import random_speechlike, tiny_model
 
 from codetalker_blender.core.audio_encoder import Chunking, encode_audio, frame_count, normalise
 from codetalker_blender.core.config import TimingConfig
@@ -10,7 +10,6 @@ from codetalker_blender.core.inference import DecodeOptions, decode_windowed, ge
 from codetalker_blender.core.predictor import alibi_slopes, alignment_mask, temporal_bias
 from codetalker_blender.core.reference import reference_motion
 from codetalker_blender.core.vqvae import VectorQuantizer
-from conftest import random_speechlike, tiny_model
 
 
 def test_quantiser_picks_nearest_code():

@@ -3,11 +3,11 @@
 import numpy as np
 import pytest
 import soundfile as sf
+from conftest import SHARED
 
 from codetalker_blender.core.audio import SAMPLE_RATE, is_silent, load_audio, to_mono_16k
 from codetalker_blender.core.errors import AudioError, TemplateError
 from codetalker_blender.core.mesh import check_vertex_count, load_template
-from conftest import SHARED
 
 
 def _tone(sr, seconds=1.0, channels=1):

@@ -95,7 +95,8 @@ class Installer:
 
     def _run(self) -> None:
         try:
-            for self.step, cmd in enumerate(self.commands, 1):
+            for step, cmd in enumerate(self.commands, 1):
+                self.step = step
                 self.log.append("$ " + " ".join(cmd[2:]))
                 proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
                 for line in proc.stdout:

@@ -182,6 +182,9 @@ def finish_bake(context, job: BakeJob, obj_name: str, start: int, report) -> set
     t0 = time.perf_counter()
     info = bake.apply_bake(scene, obj, job.result, start, settings.extend_frame_range)
     write = time.perf_counter() - t0
+    # One undo step for the whole bake (strip, keys, animation). Pushed here rather
+    # than through bl_options so that the modal and the direct paths behave alike.
+    bpy.ops.ed.undo_push(message="CodeTalker Bake")
     detail = (f"{info['keys']} basis keys, max error {info['max_error']:.3g}" if info["mode"] == "compact"
               else f"{info['keys']} per-frame keys")
     state.status = (f"Baked {info['frames']} frames at {info['fps']:.3g} fps ({detail}); "
@@ -195,7 +198,7 @@ class CODETALKER_OT_bake(bpy.types.Operator):
 
     bl_idname = "codetalker.bake"
     bl_label = "Bake Speech Animation"
-    bl_options = {"REGISTER", "UNDO"}
+    bl_options = {"REGISTER"}
 
     _timer = None
 

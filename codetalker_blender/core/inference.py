@@ -46,11 +46,11 @@ class DecodeOptions:
     final_overlap: int = 60  # frames shared by neighbouring final-decode windows
 
     @classmethod
-    def exact(cls) -> "DecodeOptions":
+    def exact(cls) -> DecodeOptions:
         return cls()
 
     @classmethod
-    def fast(cls) -> "DecodeOptions":
+    def fast(cls) -> DecodeOptions:
         return cls(feedback_window=64, attention_window=600)
 
 
