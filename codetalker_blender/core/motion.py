@@ -58,6 +58,21 @@ def _vertex_error(residual: np.ndarray) -> np.ndarray:
     return np.sqrt((r * r).sum(-1)).max(-1)
 
 
+def _principal_directions(rows: np.ndarray) -> np.ndarray:
+    """Right singular vectors of rows (n, d), strongest first: (r, d), orthonormal.
+
+    Through the n x n Gram matrix, which is much cheaper than a full SVD when
+    n (frames) is far smaller than d (3 x vertices).
+    """
+    gram = rows @ rows.T
+    evals, evecs = np.linalg.eigh(gram)
+    order = np.argsort(evals)[::-1]
+    evals, evecs = evals[order], evecs[:, order]
+    keep = evals > evals[0] * 1e-12 if evals.size and evals[0] > 0 else np.zeros(evals.shape, bool)
+    sv = np.sqrt(evals[keep])
+    return (evecs[:, keep].T @ rows) / sv[:, None]
+
+
 def compact_basis(
     motion: np.ndarray,
     template: np.ndarray,
@@ -73,41 +88,44 @@ def compact_basis(
     is checked on every frame. Raises if ``max_keys`` components do not reach it.
     """
     t, v, _ = motion.shape
-    disp = (motion - template[None]).reshape(t, v * 3).astype(np.float64)
     if t == 0:
         raise CodeTalkerError("no frames to bake")
-    if _vertex_error(disp).max() <= max_error:
-        return CompactBasis(np.zeros((0, v, 3), np.float32), np.zeros((t, 0), np.float32), float(_vertex_error(disp).max()))
+    disp = (motion - template[None]).reshape(t, v * 3).astype(np.float32)
+    still = float(_vertex_error(disp).max())
+    if still <= max_error:
+        return CompactBasis(np.zeros((0, v, 3), np.float32), np.zeros((t, 0), np.float32), still)
     rows = disp if t <= sample_frames else disp[np.linspace(0, t - 1, sample_frames).round().astype(int)]
-    _, _, vt = np.linalg.svd(rows, full_matrices=False)  # (r, V*3), orthonormal rows
-    limit = min(max_keys, vt.shape[0])
-    coef_all = disp @ vt[:limit].T  # (T, limit)
-    # Find the smallest K meeting the bound (error falls with K; binary search on it).
+    vt = _principal_directions(rows.astype(np.float64))[:max_keys].astype(np.float32)
+    limit = vt.shape[0]
+    coef_all = disp @ vt.T  # (T, limit)
+
     def error(k: int) -> float:
         return float(_vertex_error(disp - coef_all[:, :k] @ vt[:k]).max())
 
-    lo, hi = 1, limit
+    # Exponential then binary search for the smallest K meeting the bound;
+    # each check costs O(T * V * K), so small answers stay cheap.
+    hi = 1
+    while hi < limit and error(hi) > max_error:
+        hi = min(limit, hi * 2)
     if error(hi) > max_error:
         raise CodeTalkerError(
             f"{limit} shape keys cannot hold this motion within {max_error:g}; "
             "raise the error bound or use per-frame mode"
         )
+    lo = hi // 2 + 1 if hi > 1 else 1
     while lo < hi:
         mid = (lo + hi) // 2
         if error(mid) <= max_error:
             hi = mid
         else:
             lo = mid + 1
-    k = lo
-    coef = coef_all[:, :k]
-    basis = vt[:k]
+    k = hi
+    coef, basis = coef_all[:, :k], vt[:k]
     scale = np.abs(coef).max(axis=0)
     scale[scale == 0] = 1.0
-    coef = coef / scale
-    basis = basis * scale[:, None]
     return CompactBasis(
-        basis.reshape(k, v, 3).astype(np.float32),
-        coef.astype(np.float32),
+        (basis * scale[:, None]).reshape(k, v, 3).astype(np.float32),
+        (coef / scale).astype(np.float32),
         error(k),
     )
 
