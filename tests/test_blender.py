@@ -280,3 +280,44 @@ print("INSTALLED-OK")
     assert "INSTALLED-OK" in proc.stdout, proc.stdout + proc.stderr
     manifest = (REPO / "addon_manifest.toml").read_text()
     assert 'blender_version_min = "4.2.0"' in manifest and "SPDX:GPL-3.0-or-later" in manifest
+
+
+def test_registers_without_dependencies_and_explains(tmp_path):
+    """Blender ships numpy only: with torch & co. hidden, the add-on still registers and says what to do."""
+    script = f"""
+import sys
+for name in ("torch", "transformers", "librosa", "soundfile", "safetensors", "yaml"):
+    sys.modules[name] = None  # importing them now fails, as in a bare Blender
+sys.path.insert(0, {str(REPO)!r})
+import bpy
+import codetalker_blender
+codetalker_blender.register()
+from codetalker_blender.blender import deps, ops
+assert deps.missing() == ["torch", "transformers", "librosa", "soundfile", "safetensors", "yaml"], deps.missing()
+tpl = [[0.0, 0.0, float(i)] for i in range(5023)]
+import numpy as np
+ops.create_mesh_object(bpy.context, "head", np.array(tpl, np.float32), None)
+try:
+    bpy.ops.codetalker.bake()
+except RuntimeError as exc:
+    assert "missing Python packages: torch" in str(exc), exc
+    print("EXPLAINED")
+codetalker_blender.unregister()
+"""
+    env = dict(os.environ, BLENDER_USER_RESOURCES=str(tmp_path / "user"))
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300)
+    assert "EXPLAINED" in proc.stdout, proc.stdout + proc.stderr
+
+
+def test_bake_progress_is_reported_per_frame(scene):
+    obj = _head(VOCA)
+    _configure(scene, VOCA)
+    spec, _, start = ops.build_spec(bpy.context)
+    job = BakeJob(spec)
+    job.start()
+    fractions = []
+    while job.poll() == "running":
+        fractions.append(job.fraction)
+    assert job.state == "finished" and job.done_frames == job.total_frames == 82
+    assert fractions == sorted(fractions)
+    assert ops.finish_bake(bpy.context, job, obj.name, start, lambda *a: None) == {"FINISHED"}

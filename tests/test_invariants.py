@@ -1,5 +1,6 @@
 """Invariants on small random models."""
 
+import numpy as np
 import pytest
 import torch
 from conftest import random_speechlike, tiny_model
@@ -186,3 +187,33 @@ def test_style_embedding_is_l1_normalised_and_interpolates_like_the_reference():
     assert torch.equal(model.style_embedding(one_hot), emb[2])
     with torch.no_grad():
         assert torch.allclose(model.style_embedding(torch.ones(6)), emb.mean(0), atol=1e-6)
+
+
+def test_progress_every_frame_and_cancel_within_one_frame():
+    from codetalker_blender.core.errors import Cancelled
+
+    model = tiny_model("vocaset", seed=8)
+    feats, frames = _features(model, seconds=1.0)
+    style = model.style_embedding(torch.ones(len(model.cfg.subjects)))
+    seen = []
+    with torch.no_grad():
+        generate_motion(model, feats, frames, style, progress=lambda d, t: seen.append((d, t)))
+    assert seen == [(i, frames) for i in range(1, frames + 1)]
+    seen.clear()
+    with pytest.raises(Cancelled), torch.no_grad():
+        generate_motion(model, feats, frames, style, progress=lambda d, t: seen.append(d),
+                        cancel=lambda: len(seen) >= 5)
+    assert seen[-1] == 5
+
+
+@pytest.mark.parametrize("mode", ["exact", "fast"])
+def test_clips_past_the_600_frame_tables(mode):
+    """25 s at 30 fps: 749 frames (1249 wav2vec2 features), beyond the reference's 600-frame tables."""
+    from codetalker_blender.core import animate
+
+    model = tiny_model("vocaset", seed=9)
+    template = np.zeros((12, 3), np.float32)
+    result = animate(model, random_speechlike(25.0, seed=3), template, 0, device="cpu", mode=mode)
+    assert result.vertices.shape == (749, 12, 3)
+    assert np.isfinite(result.vertices).all()
+    assert np.abs(np.diff(result.vertices[590:620], axis=0)).max() < 10 * np.abs(np.diff(result.vertices[:600], axis=0)).max() + 1e-6

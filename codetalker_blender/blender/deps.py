@@ -40,9 +40,16 @@ def add_to_path(package: str) -> None:
         sys.path.append(path)
 
 
+def _findable(name: str) -> bool:
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):  # e.g. a module blocked with sys.modules[name] = None
+        return False
+
+
 def missing() -> list[str]:
     """Required modules that cannot be found (without importing them)."""
-    return [name for name in REQUIRED if importlib.util.find_spec(name) is None]
+    return [name for name in REQUIRED if not _findable(name)]
 
 
 _STATUS: dict | None = None

@@ -2,9 +2,12 @@
 
 Config, model, checkpoint I/O, audio, inference and style math. Nothing in
 this package imports ``bpy``; a test keeps it so.
+
+Importing the package is cheap: torch and the other heavy dependencies load
+only when a model function is first used, so that the Blender add-on can
+register (and explain what to install) where they are missing.
 """
 
-from .api import Animation, animate, load_model
 from .config import ModelConfig, PredictorConfig, TimingConfig, VQConfig, load_config, published_config
 from .errors import (
     AudioError,
@@ -15,6 +18,17 @@ from .errors import (
     StyleError,
     TemplateError,
 )
+
+_LAZY = {"Animation", "animate", "load_model"}
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        from . import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "Animation",
