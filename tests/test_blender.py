@@ -321,3 +321,60 @@ def test_bake_progress_is_reported_per_frame(scene):
     assert job.state == "finished" and job.done_frames == job.total_frames == 82
     assert fractions == sorted(fractions)
     assert ops.finish_bake(bpy.context, job, obj.name, start, lambda *a: None) == {"FINISHED"}
+
+
+class _Layout:
+    """Records a panel's draw calls and checks every property it names exists."""
+
+    def __init__(self, log):
+        self.log = log
+
+    def __getattr__(self, name):
+        def call(*args, **kwargs):
+            if name in ("prop", "prop_search"):
+                data, prop = args[0], args[1]
+                assert prop in data.bl_rna.properties, f"{type(data).__name__} has no property {prop!r}"
+                if name == "prop_search":
+                    assert hasattr(args[2], args[3]), f"no collection {args[3]!r}"
+            if name == "operator":
+                module, op = args[0].split(".")
+                assert hasattr(getattr(bpy.ops, module), op), args[0]
+            self.log.append((name, args, kwargs))
+            return _Layout(self.log)
+
+        return call
+
+
+def test_panel_and_preferences_draw_in_every_state(scene):
+    from codetalker_blender.blender import ui
+
+    class Host:
+        def __init__(self):
+            self.log = []
+            self.layout = _Layout(self.log)
+
+    obj = _head(VOCA)
+    settings = _configure(scene, VOCA)
+    for source in ("FILE", "STRIP"):
+        for model in ("BUNDLED", "PUBLISHED", "FILE"):
+            for style_mode in ("MIX", "AB"):
+                settings.audio_source, settings.model_source, settings.style_mode = source, model, style_mode
+                host = Host()
+                ui.CODETALKER_PT_main.draw(host, bpy.context)
+                assert any(call[0] == "operator" and call[1][0] == "codetalker.bake" for call in host.log)
+    bpy.context.window_manager.codetalker_state.running = True
+    host = Host()
+    ui.CODETALKER_PT_main.draw(host, bpy.context)
+    assert any(c[0] == "progress" for c in host.log) and any(c[1][:1] == ("codetalker.cancel",) for c in host.log)
+    bpy.context.window_manager.codetalker_state.running = False
+    settings.audio_source, settings.model_source, settings.style_mode = "FILE", "PUBLISHED", "MIX"
+    assert bpy.ops.codetalker.bake() == {"FINISHED"}
+    host = Host()
+    ui.CODETALKER_PT_main.draw(host, bpy.context)
+    assert any(c[1][:1] == ("codetalker.clear",) for c in host.log)
+    labels = " ".join(str(c[2].get("text", "")) for c in host.log)
+    assert "Baked: 65 frames" in labels and obj.name in labels
+    host = Host()
+    ui.CODETALKER_AP_preferences.draw(host, bpy.context)
+    labels = " ".join(str(c[2].get("text", "")) for c in host.log)
+    assert "torch" in labels and "CUDA" in labels

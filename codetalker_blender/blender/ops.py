@@ -177,8 +177,13 @@ def finish_bake(context, job: BakeJob, obj_name: str, start: int, report) -> set
         report({"ERROR"}, f"the object '{obj_name}' is gone; nothing was baked")
         return {"CANCELLED"}
     settings = scene.codetalker
+    sound_note = ""
     if settings.audio_source == "FILE":
-        bake.ensure_sound_strip(scene, job.spec.audio_path, start)
+        try:
+            bake.ensure_sound_strip(scene, job.spec.audio_path, start)
+        except RuntimeError as exc:  # e.g. a Blender build without audio support
+            sound_note = f"; no sound strip added ({str(exc).removeprefix('Error: ').strip()})"
+            report({"WARNING"}, f"Could not add the sound strip: {exc}")
     t0 = time.perf_counter()
     info = bake.apply_bake(scene, obj, job.result, start, settings.extend_frame_range)
     write = time.perf_counter() - t0
@@ -188,7 +193,7 @@ def finish_bake(context, job: BakeJob, obj_name: str, start: int, report) -> set
     detail = (f"{info['keys']} basis keys, max error {info['max_error']:.3g}" if info["mode"] == "compact"
               else f"{info['keys']} per-frame keys")
     state.status = (f"Baked {info['frames']} frames at {info['fps']:.3g} fps ({detail}); "
-                    f"model {job.result.seconds:.1f}s, write {write:.2f}s")
+                    f"model {job.result.seconds:.1f}s, write {write:.2f}s{sound_note}")
     report({"INFO"}, state.status)
     return {"FINISHED"}
 
