@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import bpy
 
-from . import deps, ops, props, ui
+from . import batch_ops, deps, ops, props, ui
 
-CLASSES = ops.CLASSES + ui.CLASSES
+CLASSES = ops.CLASSES + batch_ops.CLASSES + ui.CLASSES
 
 
 def register():

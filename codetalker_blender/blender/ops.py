@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import glob
+import math
 import os
 import time
 
@@ -352,16 +353,20 @@ class CODETALKER_OT_import_template(bpy.types.Operator, ImportHelper):
             self.report({"ERROR"}, str(exc))
             return {"CANCELLED"}
         name = os.path.splitext(os.path.basename(self.filepath))[0]
-        obj = create_mesh_object(context, name, verts, faces)
+        obj = create_mesh_object(context, name, verts, faces, y_up=True)
         self.report({"INFO"}, f"Imported {name}: {len(verts)} vertices ({bake.describe_topology(len(verts))})")
         return {"FINISHED"} if obj else {"CANCELLED"}
 
 
-def create_mesh_object(context, name: str, verts: np.ndarray, faces) -> object:
+def create_mesh_object(context, name: str, verts: np.ndarray, faces, y_up: bool = False) -> object:
+    """A new mesh object, linked and made active. ``y_up``: the data is Y-up, face along +Z
+    (FLAME and BIWI), so the object is turned upright in Blender's Z-up world."""
     mesh = bpy.data.meshes.new(name)
     mesh.from_pydata(verts.tolist(), [], [] if faces is None else np.asarray(faces).tolist())
     mesh.update()
     obj = bpy.data.objects.new(name, mesh)
+    if y_up:
+        obj.rotation_euler = (math.pi / 2, 0.0, 0.0)
     context.collection.objects.link(obj)
     for other in context.selected_objects:
         other.select_set(False)

@@ -69,6 +69,22 @@ class CODETALKER_PG_settings(bpy.types.PropertyGroup):
     extend_frame_range: BoolProperty(name="Extend Frame Range", default=True,
                                      description="Make the scene long enough for the whole animation")
 
+    batch_jobs: StringProperty(name="Jobs", subtype="FILE_PATH",
+                               description="A folder of audio files, or a .csv / .json job list")
+    batch_out: StringProperty(name="Output", subtype="DIR_PATH", description="Folder for movies and the summary")
+    batch_engine: EnumProperty(name="Engine", items=[("WORKBENCH", "Workbench", "Fast previews"),
+                                                     ("EEVEE", "EEVEE", "Quality, GPU"),
+                                                     ("CYCLES", "Cycles", "Quality, slow")], default="WORKBENCH")
+    batch_resolution: EnumProperty(name="Resolution", items=[("PREVIEW", "512 x 512", ""),
+                                                             ("HD", "1280 x 720", ""),
+                                                             ("FULL_HD", "1920 x 1080", "")], default="PREVIEW")
+    batch_camera: EnumProperty(name="Camera", items=[("FRONT", "Front", ""),
+                                                     ("THREE_QUARTER", "Three-Quarter", "")], default="FRONT")
+    batch_burn_in: BoolProperty(name="Burn-in", default=True, description="Clip name, frame number and timecode")
+    batch_save_blend: BoolProperty(name="Save .blend per Shot", default=False,
+                                   description="Self-contained shots for a render farm (blender -b shot.blend -a)")
+    batch_force: BoolProperty(name="Re-render Finished", default=False)
+
 
 class CODETALKER_PG_state(bpy.types.PropertyGroup):
     """Transient bake state shown by the panel (window manager: not saved)."""
@@ -77,6 +93,9 @@ class CODETALKER_PG_state(bpy.types.PropertyGroup):
     progress: FloatProperty(default=0.0, min=0.0, max=1.0, subtype="FACTOR")
     status: StringProperty(default="")
     last_report: StringProperty(default="")
+    batch_running: BoolProperty(default=False)
+    batch_progress: FloatProperty(default=0.0, min=0.0, max=1.0, subtype="FACTOR")
+    batch_status: StringProperty(default="")
 
 
 CLASSES = (CODETALKER_PG_style, CODETALKER_PG_settings, CODETALKER_PG_state)

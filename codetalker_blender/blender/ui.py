@@ -117,6 +117,38 @@ class CODETALKER_PT_main(bpy.types.Panel):
             box.operator("codetalker.clear", icon="TRASH")
 
 
+class CODETALKER_PT_batch(bpy.types.Panel):
+    bl_label = "Batch Render"
+    bl_space_type = "VIEW_3D"
+    bl_region_type = "UI"
+    bl_category = "CodeTalker"
+    bl_parent_id = "CODETALKER_PT_main"
+    bl_options = {"DEFAULT_CLOSED"}
+
+    def draw(self, context):
+        layout = self.layout
+        settings = context.scene.codetalker
+        state = context.window_manager.codetalker_state
+        layout.label(text="Clips to preview movies, with this head and model")
+        layout.prop(settings, "batch_jobs")
+        layout.prop(settings, "batch_out")
+        row = layout.row()
+        row.prop(settings, "batch_engine", text="")
+        row.prop(settings, "batch_resolution", text="")
+        layout.row().prop(settings, "batch_camera", expand=True)
+        row = layout.row()
+        row.prop(settings, "batch_burn_in")
+        row.prop(settings, "batch_save_blend")
+        layout.prop(settings, "batch_force")
+        if state.batch_running:
+            _progress(layout, state.batch_progress, state.batch_status or "Working...")
+            layout.operator("codetalker.batch_cancel", icon="CANCEL")
+        else:
+            layout.operator("codetalker.batch_render", icon="RENDER_ANIMATION")
+            if state.batch_status:
+                layout.label(text=state.batch_status)
+
+
 class CODETALKER_AP_preferences(bpy.types.AddonPreferences):
     bl_idname = ops.PACKAGE
 
@@ -144,4 +176,4 @@ class CODETALKER_AP_preferences(bpy.types.AddonPreferences):
                 box.label(text=line[:120])
 
 
-CLASSES = (CODETALKER_PT_main, CODETALKER_AP_preferences)
+CLASSES = (CODETALKER_PT_main, CODETALKER_PT_batch, CODETALKER_AP_preferences)

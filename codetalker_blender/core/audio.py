@@ -33,7 +33,7 @@ def _read_librosa(path: str) -> tuple[np.ndarray, int]:
             warnings.simplefilter("ignore")
             data, sr = librosa.load(path, sr=None, mono=False)
     except Exception as exc:  # librosa/audioread raise many unrelated types
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        first = str(exc).splitlines()[0] if str(exc) else "unknown or corrupt format"
         raise AudioError(f"could not read audio file {path}: {first}") from None
     data = np.asarray(data, dtype=np.float32)
     return (data[:, None] if data.ndim == 1 else data.T), sr
