@@ -31,12 +31,13 @@ from codetalker_blender.core.motion import compact_basis, default_error_bound, r
 def synthetic_motion(template: np.ndarray, frames: int, rank: int = 24, seed: int = 0) -> np.ndarray:
     """Smooth low-rank motion, a few millimetres, like speech on a head in metres."""
     rng = np.random.default_rng(seed)
-    v = template.shape[0]
-    fields = rng.standard_normal((rank, v, 3)).astype(np.float32)
-    # smooth each field over the mesh by mixing with a low-frequency function of position
+    # smooth fields: low-frequency sinusoids of position, strongest around the lower face
     centre = template.mean(0)
-    weights = np.exp(-np.linalg.norm(template - centre, axis=1) / 0.05)[None, :, None]
-    fields = fields * weights * 1e-3
+    directions = rng.standard_normal((rank, 3, 3)) * 25.0  # (k, out axis, in axis) spatial frequencies, 1/m
+    phases0 = rng.uniform(0, 2 * np.pi, (rank, 3))
+    fields = np.sin(np.einsum("koi,vi->kvo", directions, template - centre) + phases0[:, None, :])
+    weights = np.exp(-np.linalg.norm(template - centre, axis=1) / 0.08)[None, :, None]
+    fields = (fields * weights * 1e-3).astype(np.float32)
     t = np.arange(frames) / 30.0
     freqs = rng.uniform(0.5, 6.0, rank)
     phases = rng.uniform(0, 2 * np.pi, rank)

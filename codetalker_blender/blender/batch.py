@@ -114,17 +114,19 @@ def _load_subject(job: Job, options: BatchOptions):
 
 
 def _world_bounds(obj, motion: np.ndarray) -> tuple[Vector, float]:
-    """Centre and radius of the head over the whole animation, in world space."""
-    lo, hi = motion.min(axis=(0, 1)), motion.max(axis=(0, 1))
-    corners = [obj.matrix_world @ Vector((x, y, z)) for x in (lo[0], hi[0]) for y in (lo[1], hi[1])
-               for z in (lo[2], hi[2])]
-    centre = sum(corners, Vector()) / 8
-    radius = max((c - centre).length for c in corners)
-    return centre, radius
+    """Centre and radius (farthest vertex, over the whole animation) of the head, in world space."""
+    mw = np.array(obj.matrix_world)
+    pts = motion[:: max(1, len(motion) // 50)].reshape(-1, 3)  # a few dozen frames suffice
+    world = pts @ mw[:3, :3].T + mw[:3, 3]
+    lo, hi = world.min(0), world.max(0)
+    centre = (lo + hi) / 2
+    radius = float(np.sqrt(((world - centre) ** 2).sum(1)).max())
+    return Vector(centre.tolist()), radius
 
 
 def _setup_camera(scene, obj, motion: np.ndarray, view: str) -> None:
     """A camera framing the head. The datasets' convention: the face looks along local +Z, up is +Y."""
+    bpy.context.view_layer.update()  # matrix_world of a freshly made object
     centre, radius = _world_bounds(obj, motion)
     rot = obj.matrix_world.to_3x3()
     front = (rot @ Vector((0, 0, 1))).normalized()
@@ -140,7 +142,7 @@ def _setup_camera(scene, obj, motion: np.ndarray, view: str) -> None:
     cam = bpy.data.objects.new("CodeTalker Camera", cam_data)
     scene.collection.objects.link(cam)
     fov = min(cam_data.angle_x, cam_data.angle_y) if hasattr(cam_data, "angle_x") else cam_data.angle
-    distance = radius / math.sin(fov / 2) * 1.05
+    distance = radius / math.tan(fov / 2) * 0.9  # the bounding sphere is wider than the head
     cam.location = centre + front * distance
     cam.rotation_mode = "QUATERNION"
     cam.rotation_quaternion = (-front).to_track_quat("-Z", "Y")
@@ -235,6 +237,13 @@ def _setup_output(scene, options: BatchOptions, job: Job, movie: str, frames: in
     scene.frame_end = max(1, last)
 
 
+def setup_render(scene, obj, motion: np.ndarray, options: BatchOptions, job: Job, movie: str, frames: int) -> None:
+    """Output (MP4, engine, burn-in, frame range), camera and look for a baked head."""
+    _setup_output(scene, options, job, movie, frames)
+    _setup_camera(scene, obj, motion, options.camera)
+    _setup_look(scene, obj, options.engine.upper())
+
+
 def _bake(job: Job, options: BatchOptions, obj, progress: Callable[[str, float], None],
           cancel: Callable[[], bool]) -> dict:
     scene = bpy.context.scene
@@ -299,9 +308,7 @@ def render_job(job: Job, options: BatchOptions, progress: Callable[[str, float],
         result.bake_seconds = info["bake_seconds"]
         # cover the whole sound: the last baked pose holds until the audio ends
         frames = max(info["frames"], math.ceil(result.clip_seconds * bake.scene_fps(scene) - 1e-6))
-        _setup_output(scene, options, job, partial, frames)
-        _setup_camera(scene, obj, info["motion"], options.camera)
-        _setup_look(scene, obj, options.engine.upper())
+        setup_render(scene, obj, info["motion"], options, job, partial, frames)
         if blend:
             scene.render.filepath = f"//{job.output}.mp4"
             bpy.ops.file.pack_all()
