@@ -217,3 +217,23 @@ def test_clips_past_the_600_frame_tables(mode):
     assert result.vertices.shape == (749, 12, 3)
     assert np.isfinite(result.vertices).all()
     assert np.abs(np.diff(result.vertices[590:620], axis=0)).max() < 10 * np.abs(np.diff(result.vertices[:600], axis=0)).max() + 1e-6
+
+
+@pytest.mark.parametrize("dataset,affine", [("vocaset", False), ("BIWI", False), ("vocaset", True)])
+def test_incremental_feedback_decoder_equals_whole_prefix_decode(dataset, affine):
+    from codetalker_blender.core.inference import _FeedbackDecoder
+
+    model = tiny_model(dataset, seed=10, instance_norm_affine=affine)
+    dec = model.autoencoder.decoder
+    if affine:
+        with torch.no_grad():
+            dec.expander[0][2].weight.uniform_(0.5, 1.5)
+            dec.expander[0][2].bias.uniform_(-0.5, 0.5)
+    codes = model.autoencoder.quantize.lookup(torch.randint(0, 32, (1, 40, 2))).flatten(2)  # (1, T, fq*zd)
+    inc = _FeedbackDecoder(dec, 40, None, codes.device, codes.dtype)
+    with torch.no_grad():
+        for i in range(40):
+            got = inc.push(i, codes[0, i])
+            prefix = codes[:, : i + 1] if i else torch.cat([codes[:, :1], codes[:, :1]], dim=1)
+            want = dec.hidden(prefix)[:, -1]
+            assert torch.allclose(got, want, atol=1e-5), (i, (got - want).abs().max())

@@ -65,7 +65,8 @@ def _gather_linear(feats: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
     """Linear interpolation of feats (1, N, C) at fractional positions pos (M,) -> (1, M, C)."""
     lo = pos.floor().long().clamp(0, feats.shape[1] - 1)
     hi = (lo + 1).clamp(max=feats.shape[1] - 1)
-    w = (pos - lo.to(pos.dtype)).to(feats.dtype).view(1, -1, 1)
+    w = (pos - lo.to(pos.dtype)).to(device=feats.device, dtype=feats.dtype).view(1, -1, 1)
+    lo, hi = lo.to(feats.device), hi.to(feats.device)
     return feats[:, lo] * (1 - w) + feats[:, hi] * w
 
 

@@ -8,12 +8,15 @@ frame. Here:
   the decoder layers on one new token only. The cross-attention keys and
   values of the audio are computed once. Same result as the full recompute.
 * The stage-1 decoder is bidirectional (full attention, InstanceNorm over
-  time), so feeding back frame i needs a decode of the codes so far. In
-  ``exact`` mode that is the whole prefix, as in the reference; only the
-  fed-back frame goes through the output projection.
-* ``fast`` mode bounds that decode to the last ``feedback_window`` frames and
-  the predictor's self-attention to the last ``attention_window`` frames, so
-  time grows linearly and memory stays bounded. It is an approximation.
+  time), so feeding back frame i needs a decode of the codes so far. Its
+  convolution and normalisation statistics are kept incrementally
+  (:class:`_FeedbackDecoder`); in ``exact`` mode its transformer still runs
+  over the whole prefix, as in the reference; only the fed-back frame goes
+  through the last block and the output projection.
+* ``fast`` mode runs that transformer over the last ``feedback_window`` frames
+  and the predictor's self-attention over the last ``attention_window``
+  frames, so time grows linearly and memory stays bounded. It is an
+  approximation.
 
 Clips longer than the reference's 600-frame tables use the same formulas
 extended: the temporal bias -slope*floor((i-j)/period) and the periodic
@@ -24,6 +27,7 @@ stage-1 decode runs in overlapping windows past ``final_window`` frames.
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -51,7 +55,7 @@ class DecodeOptions:
 
     @classmethod
     def fast(cls) -> DecodeOptions:
-        return cls(feedback_window=64, attention_window=600)
+        return cls(feedback_window=32, attention_window=600)
 
 
 def _check_cancel(cancel: CancelFn | None) -> None:
@@ -127,6 +131,71 @@ class _CachedPredictor:
         return x
 
 
+class _FeedbackDecoder:
+    """The stage-1 decode of frame i given codes 0..i, one frame at a time.
+
+    The reference decodes the whole prefix at every step. Most of that work
+    repeats: the convolution's outputs (kernel 5, replicate padding) change
+    only for the last two frames when a frame is appended, so they are cached,
+    and the InstanceNorm statistics over the whole prefix come from that cache.
+    What remains per step is the transformer: over the whole prefix in exact
+    mode (bidirectional attention needs it), over the last ``window`` frames in
+    fast mode, whose inputs are still normalised with whole-prefix statistics.
+    The last transformer block is evaluated for the last frame only.
+    """
+
+    def __init__(self, decoder, frames: int, window: int | None, device, dtype):
+        self.dec = decoder
+        conv, self.act, norm = decoder.expander[0]
+        self.conv = conv
+        self.eps = norm.eps
+        self.norm = norm
+        width = conv.in_channels
+        self.window = window
+        self.inputs = torch.zeros(frames, width, device=device, dtype=dtype)
+        self.conv_out = torch.zeros(conv.out_channels, frames, device=device, dtype=dtype)
+        self.k = conv.kernel_size[0]
+        self.pad = self.k // 2
+        blocks = list(decoder.decoder_transformer.net)
+        self.body, self.last_attn, self.last_mlp = blocks[:-2], blocks[-2].fn, blocks[-1].fn
+
+    def push(self, i: int, codes: torch.Tensor) -> torch.Tensor:
+        """Codes of frame i (fq*zd,) -> decoder hidden state of frame i (1, H), prefix 0..i."""
+        dec = self.dec
+        x = codes.view(1, -1)
+        if hasattr(dec, "decoder_linear_embedding_pre"):
+            x = dec.decoder_linear_embedding_pre(x)
+        self.inputs[i] = x[0]
+        # conv outputs of frames lo..i (replicate padding: indices clamped to [0, i])
+        lo = max(0, i - self.pad)
+        idx = torch.arange(lo - self.pad, i + self.pad + 1, device=self.inputs.device).clamp(0, i)
+        window_in = self.inputs[idx].t().unsqueeze(0)  # (1, C, n + 2 * pad)
+        self.conv_out[:, lo : i + 1] = self.act(F.conv1d(window_in, self.conv.weight, self.conv.bias))[0]
+        # InstanceNorm over the whole prefix, applied to the frames the transformer sees
+        seen = self.conv_out[:, : i + 1]
+        var, mean = torch.var_mean(seen, dim=1, unbiased=False, keepdim=True)
+        start = 0 if self.window is None else max(0, i + 1 - self.window)
+        h = (self.conv_out[:, start : i + 1] - mean) / torch.sqrt(var + self.eps)
+        if self.norm.affine:
+            h = h * self.norm.weight.view(-1, 1) + self.norm.bias.view(-1, 1)
+        h = dec.decoder_pos_embedding(dec.decoder_linear_embedding(h.t().unsqueeze(0)))  # (1, n, H)
+        for block in self.body:
+            h = block(h)
+        # last attention block and MLP for the last frame only
+        norm_attn, attn = self.last_attn.norm, self.last_attn.fn
+        y = norm_attn(h)
+        b, t, width = y.shape
+        heads = attn.heads
+        qkv = attn.to_qkv(y).view(b, t, 3, heads, width // heads)
+        q = qkv[:, -1:, 0].transpose(1, 2)  # (1, heads, 1, d)
+        k, v = qkv[:, :, 1].transpose(1, 2), qkv[:, :, 2].transpose(1, 2)
+        a = torch.softmax(torch.matmul(q, k.transpose(-1, -2)) * attn.scale, dim=-1)
+        out = attn.to_out(torch.matmul(a, v).transpose(1, 2).reshape(b, 1, width))
+        last = h[:, -1:] + out
+        last = last + self.last_mlp(last)
+        return last[:, 0]
+
+
 def decode_windowed(autoencoder, codes: torch.Tensor, window: int, overlap: int) -> torch.Tensor:
     """Stage-1 decode of codes (1, T, fq, zd) -> (1, T, V*3).
 
@@ -168,36 +237,59 @@ def generate_motion(
     options: DecodeOptions = DecodeOptions(),
     progress: ProgressFn | None = None,
     cancel: CancelFn | None = None,
+    timings: dict | None = None,
 ) -> torch.Tensor:
     """The autoregressive loop.
 
     audio_features (1, frames * feats_per_frame, hidden) from the audio encoder,
     style (F,) a style embedding. Returns motion (frames, V*3), template not added.
+    ``timings``, when given, receives seconds per stage: predictor, feedback
+    (stage-1 decode of the fed-back frame) and final (decode of the whole clip).
     """
     cfg = model.cfg
     ae = model.autoencoder
     fq, zd = cfg.vq.face_quan_num, cfg.vq.zquant_dim
+    clock = _Clock(timings, audio_features.device)
     memory = model.audio_feature_map(audio_features)  # (1, S, F)
     predictor = _CachedPredictor(model, memory, frames, options.attention_window)
+    feedback = _FeedbackDecoder(ae.decoder, frames, options.feedback_window, memory.device, memory.dtype)
     codes = torch.zeros(1, frames, fq, zd, device=memory.device, dtype=memory.dtype)
     style = style.view(1, -1)
     token = style  # step 0 input: the style embedding
+    positions = torch.arange(frames, device=memory.device)
+    clock.lap(None)
     for i in range(frames):
         _check_cancel(cancel)
-        x = token + model.PPE.rows(torch.tensor([i], device=memory.device))
+        x = token + model.PPE.rows(positions[i : i + 1])
         z = model.feat_map(predictor.step(i, x)).view(1, 1, fq, zd)
         codes[:, i : i + 1], _ = ae.quantize(z)
+        clock.lap("predictor")
         if i < frames - 1:
-            lo = 0 if options.feedback_window is None else max(0, i + 1 - options.feedback_window)
-            prefix = codes[:, lo : i + 1]
-            if i == 0:  # InstanceNorm over one frame is degenerate: decode it twice
-                prefix = torch.cat([prefix, prefix], dim=1)
-                last = ae.decoder.hidden(prefix.flatten(2))[:, 0]
-            else:
-                last = ae.decoder.hidden(prefix.flatten(2))[:, -1]
+            last = feedback.push(i, codes[0, i])
             token = model.vertice_map(ae.decoder.vertice_map_reverse(last)) + style
+            clock.lap("feedback")
         if progress is not None:
             progress(i + 1, frames)
     _check_cancel(cancel)
     motion = decode_windowed(ae, codes, options.final_window, options.final_overlap)
+    clock.lap("final")
     return motion[0]
+
+
+class _Clock:
+    """Accumulates wall time per stage into a dict (no-op without one)."""
+
+    def __init__(self, timings: dict | None, device: torch.device):
+        self.timings = timings
+        self.cuda = device.type == "cuda"
+        self.last = time.perf_counter()
+
+    def lap(self, stage: str | None) -> None:
+        if self.timings is None:
+            return
+        if self.cuda:
+            torch.cuda.synchronize()
+        now = time.perf_counter()
+        if stage is not None:
+            self.timings[stage] = self.timings.get(stage, 0.0) + now - self.last
+        self.last = now

@@ -124,7 +124,7 @@ class CodeTalker(nn.Module):
         t = tokens.shape[1]
         pos = torch.arange(t, device=tokens.device)
         tgt_mask = temporal_bias(self.cfg.predictor.n_head, self.cfg.predictor.period, pos, t)
-        tgt_mask = tgt_mask.repeat(tokens.shape[0], 1, 1)  # (B*heads, T, T)
+        tgt_mask = tgt_mask.repeat(tokens.shape[0], 1, 1).to(tokens.dtype)  # (B*heads, T, T)
         mem_mask = alignment_mask(t, memory.shape[1], self.cfg.timing.feats_per_frame, tokens.device)
         out = self.transformer_decoder(tokens, memory, tgt_mask=tgt_mask, memory_mask=mem_mask)
         return self.feat_map(out)
