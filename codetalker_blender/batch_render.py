@@ -17,11 +17,19 @@ import sys
 def _package():
     """This extension's package, whatever its installed name (codetalker_blender, codetalker, ...)."""
     here = os.path.dirname(os.path.abspath(__file__))
-    extra = os.environ.get("CODETALKER_SITE_PACKAGES")  # the add-on's pip folder, passed by the panel
-    if extra and os.path.isdir(extra) and extra not in sys.path:
-        sys.path.append(extra)
-    sys.path.insert(0, os.path.dirname(here))
-    return importlib.import_module(os.path.basename(here))
+    repo_dir, ext_id = os.path.split(here)
+    extensions, repo = os.path.split(repo_dir)
+    candidates = [
+        os.environ.get("CODETALKER_SITE_PACKAGES", ""),  # passed by the panel
+        # where the add-on's "Install Dependencies" puts them: extension_path_user(..., "site-packages")
+        os.path.join(extensions, ".user", repo, ext_id, "site-packages"),
+    ]
+    for extra in candidates:
+        if extra and os.path.isdir(extra) and extra not in sys.path:
+            sys.path.append(extra)
+    if repo_dir not in sys.path:
+        sys.path.append(repo_dir)
+    return importlib.import_module(ext_id)
 
 
 if __name__ == "__main__":

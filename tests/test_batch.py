@@ -204,3 +204,14 @@ def test_panel_batch_operator_runs_in_process_without_a_blender_executable(clips
         assert any(c[1][:1] == ("codetalker.batch_render",) for c in log)
     finally:
         codetalker_blender.unregister()
+
+
+def test_unicode_and_colliding_output_names(tmp_path):
+    for name in ("été.wav", "日本語.wav", "a.wav", "A.WAV"):
+        (tmp_path / name).write_bytes(b"")
+    (tmp_path / "list.csv").write_text("audio,output\na.wav,a_2\n", encoding="utf-8")
+    names = [job.output for job in load_jobs(str(tmp_path))]
+    assert names == ["A", "a_2", "été", "日本語"]
+    (tmp_path / "cp1252.csv").write_bytes("audio,overlay\na.wav,caf\xe9\n".encode("cp1252"))
+    with pytest.raises(CodeTalkerError, match="UTF-8"):
+        load_jobs(str(tmp_path / "cp1252.csv"))

@@ -378,3 +378,20 @@ def test_panel_and_preferences_draw_in_every_state(scene):
     ui.CODETALKER_AP_preferences.draw(host, bpy.context)
     labels = " ".join(str(c[2].get("text", "")) for c in host.log)
     assert "torch" in labels and "CUDA" in labels
+
+
+def test_stale_curves_and_moved_start_frame(scene):
+    obj = _head(VOCA)
+    s = _configure(scene, VOCA, mode="COMPACT")
+    assert bpy.ops.codetalker.bake() == {"FINISHED"}
+    # the user deletes our keys by hand; their F-curves stay behind
+    for kb in [kb for kb in obj.data.shape_keys.key_blocks if kb.name.startswith("CT_")]:
+        obj.shape_key_remove(kb)
+    s.start_frame = 25
+    assert bpy.ops.codetalker.bake() == {"FINISHED"}
+    strips = bake.sound_strips(scene)
+    assert [int(st.frame_start) for st in strips] == [25]
+    container = bake._fcurve_container(obj.data.shape_keys, create=False)
+    names = {kb.name for kb in obj.data.shape_keys.key_blocks}
+    assert all(bake._key_name_of(fc.data_path) in names for fc in container.fcurves)
+    assert bake.bake_info(obj)["start_frame"] == 25

@@ -216,3 +216,24 @@ def test_silence_gives_a_still_template(tmp_path):
     frames = np.load(out)
     assert frames.shape == (59, 120)
     assert np.array_equal(frames, np.repeat(np.load(VOCA / "template.npy")[None], 59, axis=0))
+
+
+def test_binary_or_broken_files_in_place_of_configs_and_models(tmp_path):
+    import torch
+
+    rc, _, err = run_cli(["info", VOCA / "stage1.pth.tar"])
+    assert rc == 0
+    binary_yaml = tmp_path / "config.yaml"
+    binary_yaml.write_bytes(bytes(range(256)) * 4)
+    rc, _, err = run_cli(["animate", "--config", binary_yaml, "--stage2", VOCA / "stage2.pth.tar", "--audio",
+                          VOCA / "audio.wav", "--template", VOCA / "template.npy", "--out", tmp_path / "o.npy"])
+    assert rc == 2 and "Traceback" not in err and "not a text config" in err
+    broken = tmp_path / "model.safetensors"
+    broken.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{\"a\": 1}      " + b"\x00" * 10)
+    rc, _, err = run_cli(["animate", "--model", broken, "--audio", VOCA / "audio.wav", "--template",
+                          VOCA / "template.npy", "--out", tmp_path / "o.npy"])
+    assert rc == 2 and "Traceback" not in err and "not a safetensors file" in err
+    lookalike = tmp_path / "faceformer.pth"
+    torch.save({"state_dict": {"audio_encoder.x": torch.zeros(2), "vertice_map.weight": torch.zeros(4, 9)}}, lookalike)
+    rc, out, err = run_cli(["info", lookalike])
+    assert rc == 0 and "Traceback" not in err and "not a CodeTalker checkpoint" in out

@@ -66,17 +66,34 @@ def strip_audio_path(strip) -> str:
     return bpy.path.abspath(strip.sound.filepath, library=strip.sound.library)
 
 
+STRIP_TAG = "codetalker_audio"  # custom property on the sound strips we add
+
+
 def ensure_sound_strip(scene, filepath: str, frame_start: int):
-    """A sound strip playing ``filepath`` from ``frame_start``; an identical one is reused."""
+    """A sound strip playing ``filepath`` from ``frame_start``; an identical one is reused.
+
+    Strips we added earlier for the same file at another frame are removed, so
+    a re-bake with a new start frame does not play the sound twice.
+    """
     target = os.path.normcase(os.path.abspath(bpy.path.abspath(filepath)))
+    found = None
     for strip in sound_strips(scene):
-        if os.path.normcase(os.path.abspath(strip_audio_path(strip))) == target and int(strip.frame_start) == frame_start:
-            return strip
+        if os.path.normcase(os.path.abspath(strip_audio_path(strip))) != target:
+            continue
+        if int(strip.frame_start) == frame_start and found is None:
+            found = strip
+        elif strip.get(STRIP_TAG):
+            _strips(scene.sequence_editor).remove(strip)
+    if found is not None:
+        return found
     se = scene.sequence_editor or scene.sequence_editor_create()
     used = {s.channel for s in _strips(se)}
-    channel = next(c for c in range(1, 129) if c not in used)
-    name = os.path.basename(target)
-    return _strips(se).new_sound(name, target, channel=channel, frame_start=frame_start)
+    channel = next((c for c in range(1, 129) if c not in used), None)
+    if channel is None:
+        raise RuntimeError("all 128 sequencer channels are in use")
+    strip = _strips(se).new_sound(os.path.basename(target), target, channel=channel, frame_start=frame_start)
+    strip[STRIP_TAG] = True
+    return strip
 
 
 # ----------------------------------------------------------------------------- animation
@@ -99,10 +116,12 @@ def _fcurve_container(key, create: bool):
         return action
     slot = ad.action_slot
     if slot is None:
-        slot = next((s for s in action.slots if s.target_id_type == "KEY"), None)
+        if not create:
+            return None
+        # a slot made for this Key before (same name), else a new one: never another ID's slot
+        slot = next((s for s in action.slots if s.target_id_type == "KEY"
+                     and getattr(s, "name_display", None) == key.name), None)
         if slot is None:
-            if not create:
-                return None
             slot = action.slots.new(id_type="KEY", name=key.name)
         ad.action_slot = slot
     if not action.layers:
@@ -127,10 +146,10 @@ def clear_bake(obj) -> int:
     key = obj.data.shape_keys
     if key is None:
         return 0
-    names = set(_our_key_names(key))
+    names = _our_key_names(key)
     container = _fcurve_container(key, create=False)
-    if container is not None:
-        for fc in [fc for fc in container.fcurves if _key_name_of(fc.data_path) in names]:
+    if container is not None:  # ours, including curves whose keys the user deleted
+        for fc in [fc for fc in container.fcurves if (_key_name_of(fc.data_path) or "").startswith(KEY_PREFIX)]:
             container.fcurves.remove(fc)
     for name in names:
         obj.shape_key_remove(key.key_blocks[name])
@@ -228,4 +247,8 @@ def bake_info(obj) -> dict | None:
     key = obj.data.shape_keys if obj is not None and obj.type == "MESH" else None
     if key is None or BAKE_PROP not in key:
         return None
-    return json.loads(key[BAKE_PROP])
+    try:
+        info = json.loads(key[BAKE_PROP])
+    except (TypeError, ValueError):
+        return None
+    return info if isinstance(info, dict) else None

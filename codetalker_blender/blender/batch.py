@@ -104,11 +104,18 @@ def _load_subject(job: Job, options: BatchOptions):
         if obj is None or obj.type != "MESH":
             raise CodeTalkerError(f"{mesh} has no mesh object {name!r}" if name else
                                   f"{mesh}: name the head with 'object' (no active mesh)")
+        if not obj.data.polygons:
+            raise CodeTalkerError(f"'{obj.name}' in {mesh} has no faces to render")
+        # only this job's sound: mute the file's own strips
+        for strip in bake.sound_strips(bpy.context.scene):
+            strip.mute = True
         return obj
     from ..core.mesh import load_mesh
 
     _reset_scene()
     verts, faces = load_mesh(mesh)
+    if faces is None:
+        raise CodeTalkerError(f"{mesh} has no (triangle) faces to render; use a .ply or .obj head with faces")
     return ops.create_mesh_object(bpy.context, os.path.splitext(os.path.basename(mesh))[0], verts, faces,
                                   y_up=True)
 
@@ -224,7 +231,7 @@ def _setup_output(scene, options: BatchOptions, job: Job, movie: str, frames: in
         for flag in ("use_stamp_date", "use_stamp_time", "use_stamp_render_time", "use_stamp_camera",
                      "use_stamp_lens", "use_stamp_scene", "use_stamp_memory", "use_stamp_hostname",
                      "use_stamp_marker", "use_stamp_filename", "use_stamp_sequencer_strip",
-                     "use_stamp_frame_range", "use_stamp_hostname"):
+                     "use_stamp_frame_range"):
             if hasattr(r, flag):
                 setattr(r, flag, False)
         r.use_stamp_frame = True
@@ -353,7 +360,13 @@ def run_batch(jobs: list[Job] | str, options: BatchOptions, on_progress: Callabl
     """Run every job; write summary.json and summary.csv; return the results."""
     if isinstance(jobs, str):
         jobs = load_jobs(jobs)
-    os.makedirs(options.out_dir, exist_ok=True)
+    try:
+        os.makedirs(options.out_dir, exist_ok=True)
+        for name in os.listdir(options.out_dir):  # left by a killed run
+            if name.startswith(".") and name.endswith(".partial.mp4"):
+                os.remove(os.path.join(options.out_dir, name))
+    except OSError as exc:
+        raise CodeTalkerError(f"cannot use the output folder {options.out_dir}: {exc}") from None
     state = BatchProgress(total=len(jobs))
     for i, job in enumerate(jobs, 1):
         state.index, state.job = i, job.output
@@ -376,8 +389,9 @@ def run_batch(jobs: list[Job] | str, options: BatchOptions, on_progress: Callabl
             log(f"[{i}/{len(jobs)}] {job.output}: skipped (already rendered; --force to redo)")
         else:
             log(f"[{i}/{len(jobs)}] {job.output}: {result.status.upper()}: {result.error}")
-        write_summary(state.results, options.out_dir)
-    json_path, _ = write_summary(state.results, options.out_dir)
+        json_path, _ = write_summary(state.results, options.out_dir)
+    if not jobs:
+        json_path, _ = write_summary(state.results, options.out_dir)
     counts = {s: sum(r.status == s for r in state.results) for s in ("done", "skipped", "failed", "cancelled")}
     log(f"batch finished: {counts['done']} rendered, {counts['skipped']} skipped, {counts['failed']} failed"
         + (f", {counts['cancelled']} cancelled" if counts["cancelled"] else "") + f"; summary in {json_path}")
@@ -399,6 +413,16 @@ def _resolution(text: str) -> tuple[int, int]:
     return w, h
 
 
+def _fps(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a frame rate: {text!r}") from None
+    if not 1.0 <= value <= 240.0:
+        raise argparse.ArgumentTypeError("the frame rate must lie between 1 and 240")
+    return value
+
+
 def parse_args(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="batch_render", description="Batch render dialogue clips to preview movies")
     p.add_argument("--jobs", required=True, help="folder of audio files, or a .csv / .json job list")
@@ -409,11 +433,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--config", default="", help="published YAML (optional with --stage1/--stage2)")
     p.add_argument("--stage1", default="")
     p.add_argument("--stage2", default="")
+    p.add_argument("--dataset", default="", choices=("", "vocaset", "BIWI"),
+                   help="published configuration to assume without --config (default: from --mesh)")
     p.add_argument("--style", action="append", default=[], metavar="NAME[=W]", help="default style, repeatable")
     p.add_argument("--engine", default="WORKBENCH", choices=("WORKBENCH", "EEVEE", "CYCLES"))
     p.add_argument("--resolution", default="PREVIEW", type=_resolution,
                    help="TINY (128), PREVIEW (512x512), HD (1280x720), FULL_HD or WxH")
-    p.add_argument("--fps", type=float, default=24.0, help="24, 25, 30, 23.976, 29.97, 60 ...")
+    p.add_argument("--fps", type=_fps, default=24.0, help="24, 25, 30, 23.976, 29.97, 60 ...")
     p.add_argument("--camera", default="FRONT", choices=("FRONT", "THREE_QUARTER"))
     p.add_argument("--no-burn-in", action="store_true", help="no clip name, frame and timecode on the frames")
     p.add_argument("--save-blend", action="store_true", help="also save a self-contained .blend per shot")
@@ -428,18 +454,20 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 def options_from_args(argv: list[str]) -> tuple[BatchOptions, argparse.Namespace]:
     """BatchOptions from batch_render.py's command line; raises CodeTalkerError for bad input."""
     from ..core.batch import parse_style
-    from ..core.mesh import load_template
+    from ..core.mesh import TOPOLOGY_DATASETS, load_template
 
     args = parse_args(argv)
+    if "#" in os.path.abspath(args.out):
+        raise CodeTalkerError("the output folder's path must not contain '#' (Blender reads it as a frame number)")
     if args.model:
         source = ModelSource("FILE", model_path=os.path.abspath(args.model))
     elif args.stage2:
-        dataset = ""
-        if not args.config:
+        dataset = args.dataset
+        if not args.config and not dataset:
             count = len(load_template(args.mesh)) if args.mesh and not args.mesh.endswith(".blend") else 0
-            dataset = {5023: "vocaset", 23370: "BIWI"}.get(count, "")
+            dataset = TOPOLOGY_DATASETS.get(count, "")
             if not dataset:
-                raise CodeTalkerError("--config is needed unless --mesh is a FLAME or BIWI template")
+                raise CodeTalkerError("give --config or --dataset, unless --mesh is a FLAME or BIWI template")
         source = ModelSource("PUBLISHED", config_path=os.path.abspath(args.config) if args.config else "",
                              stage1_path=os.path.abspath(args.stage1) if args.stage1 else "",
                              stage2_path=os.path.abspath(args.stage2), dataset=dataset)
@@ -460,8 +488,8 @@ def main(argv: list[str]) -> int:
     try:
         options, args = options_from_args(argv)
         jobs = load_jobs(args.jobs)
+        results = run_batch(jobs, options, log=lambda line: print(line, flush=True))
     except CodeTalkerError as exc:
         print(f"batch_render: error: {exc}", file=sys.stderr)
         return 2
-    results = run_batch(jobs, options, log=lambda line: print(line, flush=True))
     return 1 if any(r.status == "failed" for r in results) else 0

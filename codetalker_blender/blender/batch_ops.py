@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -45,7 +46,7 @@ def batch_arguments(context, blend_path: str) -> list[str]:
         args += ["--model", source.model_path]
     else:
         args += ["--stage1", source.stage1_path, "--stage2", source.stage2_path]
-        args += ["--config", source.config_path] if source.config_path else []
+        args += ["--config", source.config_path] if source.config_path else ["--dataset", source.dataset]
     if s.styles:
         cfg = ops.model_config(source)
         weights = ops.style_vector(s, cfg.subjects)
@@ -62,9 +63,12 @@ def batch_arguments(context, blend_path: str) -> list[str]:
 
 
 class _Runner:
-    def __init__(self, cmd: list[str], env: dict):
+    def __init__(self, cmd: list[str], env: dict, scratch: str):
         self.lines: list[str] = []
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+        self.scratch = scratch
+        env = dict(env, PYTHONIOENCODING="utf-8")
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env,
+                                     encoding="utf-8", errors="replace")
         threading.Thread(target=self._read, daemon=True).start()
 
     def _read(self):
@@ -83,9 +87,15 @@ class CODETALKER_OT_batch_render(bpy.types.Operator):
 
     def _prepare(self, context):
         # The head comes from a copy of the current file, so unsaved changes are included.
-        blend = os.path.join(tempfile.mkdtemp(prefix="codetalker-batch-"), "scene.blend")
-        bpy.ops.wm.save_as_mainfile(filepath=blend, copy=True)
-        return blend, batch_arguments(context, blend)
+        scratch = tempfile.mkdtemp(prefix="codetalker-batch-")
+        blend = os.path.join(scratch, "scene.blend")
+        try:
+            args = batch_arguments(context, blend)  # validate before writing anything
+            bpy.ops.wm.save_as_mainfile(filepath=blend, copy=True)
+        except BaseException:
+            shutil.rmtree(scratch, ignore_errors=True)
+            raise
+        return blend, args
 
     def execute(self, context):
         # In-process and blocking: for the bpy module (no Blender executable) and scripts.
@@ -101,9 +111,14 @@ class CODETALKER_OT_batch_render(bpy.types.Operator):
             return {"CANCELLED"}
         from .batch import run_batch
 
-        results = run_batch(jobs, options)
-        # run_batch replaced the open file job by job; come back to (a copy of) the user's scene
-        bpy.ops.wm.open_mainfile(filepath=blend)
+        try:
+            results = run_batch(jobs, options)
+        except CodeTalkerError as exc:
+            self.report({"ERROR"}, str(exc))
+            return {"CANCELLED"}
+        finally:
+            # run_batch replaced the open file job by job; come back to (a copy of) the user's scene
+            bpy.ops.wm.open_mainfile(filepath=blend)
         failed = [r for r in results if r.status == "failed"]
         self.report({"WARNING" if failed else "INFO"},
                     f"Batch: {sum(r.status == 'done' for r in results)} rendered, "
@@ -114,7 +129,7 @@ class CODETALKER_OT_batch_render(bpy.types.Operator):
         if not bpy.app.binary_path:
             return self.execute(context)
         try:
-            _, args = self._prepare(context)
+            blend, args = self._prepare(context)
         except CodeTalkerError as exc:
             self.report({"ERROR"}, str(exc))
             return {"CANCELLED"}
@@ -124,7 +139,7 @@ class CODETALKER_OT_batch_render(bpy.types.Operator):
         except ValueError:
             pass
         cmd = [bpy.app.binary_path, "-b", "--factory-startup", "-P", SCRIPT, "--", *args]
-        self._runner = _Runner(cmd, env)
+        self._runner = _Runner(cmd, env, os.path.dirname(blend))
         state = context.window_manager.codetalker_state
         state.batch_running, state.batch_progress, state.batch_status = True, 0.0, "Starting..."
         self._timer = context.window_manager.event_timer_add(0.5, window=context.window)
@@ -133,7 +148,7 @@ class CODETALKER_OT_batch_render(bpy.types.Operator):
 
     def modal(self, context, event):
         state = context.window_manager.codetalker_state
-        if event.type == "ESC" or not state.batch_running:
+        if not state.batch_running and self._runner.proc.poll() is None:  # the Cancel button
             self._runner.proc.terminate()
         if event.type != "TIMER":
             return {"PASS_THROUGH"}
@@ -149,6 +164,7 @@ class CODETALKER_OT_batch_render(bpy.types.Operator):
         if code is None:
             return {"RUNNING_MODAL"}
         context.window_manager.event_timer_remove(self._timer)
+        shutil.rmtree(self._runner.scratch, ignore_errors=True)
         state.batch_running = False
         last = self._runner.lines[-1] if self._runner.lines else ""
         state.batch_status = last[:100]
@@ -160,6 +176,13 @@ class CODETALKER_OT_batch_render(bpy.types.Operator):
             self.report({"ERROR"}, last or f"Batch failed (exit {code}); see the console")
             print("\n".join(self._runner.lines[-40:]), file=sys.stderr)
         return {"FINISHED"}
+
+    def cancel(self, context):
+        # Blender ends the modal itself (a file is loaded, the window closes): end the batch too.
+        self._runner.proc.terminate()
+        context.window_manager.event_timer_remove(self._timer)
+        shutil.rmtree(self._runner.scratch, ignore_errors=True)
+        context.window_manager.codetalker_state.batch_running = False
 
 
 class CODETALKER_OT_batch_cancel(bpy.types.Operator):

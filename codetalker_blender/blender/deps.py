@@ -55,6 +55,11 @@ def missing() -> list[str]:
 _STATUS: dict | None = None
 
 
+def status_known() -> bool:
+    """True once :func:`status` has run, or torch is already imported (so it is cheap)."""
+    return _STATUS is not None or "torch" in sys.modules
+
+
 def status(refresh: bool = False) -> dict:
     """What is installed: torch version and accelerators. Imports torch once, lazily."""
     global _STATUS
@@ -95,15 +100,13 @@ class Installer:
     log: list[str] = field(default_factory=list)
     done: bool = False
     error: str = ""
-    step: int = 0
 
     def start(self) -> None:
         threading.Thread(target=self._run, daemon=True).start()
 
     def _run(self) -> None:
         try:
-            for step, cmd in enumerate(self.commands, 1):
-                self.step = step
+            for cmd in self.commands:
                 self.log.append("$ " + " ".join(cmd[2:]))
                 proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
                 for line in proc.stdout:

@@ -163,6 +163,12 @@ class BakeJob:
         return self.state
 
     @property
+    def busy(self) -> bool:
+        """Still running: the worker is alive or its last messages are not drained yet."""
+        return self.state == "running" and (self.thread is None or self.thread.is_alive()
+                                            or not self.messages.empty())
+
+    @property
     def fraction(self) -> float:
         return self.done_frames / self.total_frames if self.total_frames else 0.0
 

@@ -14,12 +14,12 @@ from bpy.props import EnumProperty, StringProperty
 from bpy_extras.io_utils import ImportHelper
 
 from ..core.errors import CodeTalkerError
+from ..core.mesh import TOPOLOGY_DATASETS
 from . import bake, deps
 from .jobs import BakeJob, BakeSpec, ModelSource
 
 PACKAGE = __package__.rpartition(".")[0]  # the extension package (bl_ext.<repo>.<id> when installed)
 ADDON_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TOPOLOGY_DATASETS = {5023: "vocaset", 23370: "BIWI"}
 
 ACTIVE_JOB: BakeJob | None = None
 
@@ -70,16 +70,9 @@ def model_source(settings, vertex_count: int | None) -> ModelSource:
 def model_config(source: ModelSource):
     """The config of ``source`` without loading weights (fast, no torch needed)."""
     from ..core import config as config_mod
-    from ..core.checkpoint import CONFIG_METADATA_KEY, sidecar_path
 
     if source.kind == "FILE":
-        text = config_mod.read_safetensors_metadata(source.model_path).get(CONFIG_METADATA_KEY)
-        if text is None and os.path.isfile(sidecar_path(source.model_path)):
-            with open(sidecar_path(source.model_path), encoding="utf-8") as fh:
-                text = fh.read()
-        if text is None:
-            raise CodeTalkerError(f"{source.model_path} carries no CodeTalker config")
-        return config_mod.from_json(text)
+        return config_mod.config_from_model_file(source.model_path)
     if source.config_path:
         return config_mod.load_config(source.config_path)[0]
     return config_mod.published_config(source.dataset)
@@ -154,7 +147,7 @@ def build_spec(context) -> tuple[BakeSpec, object, int]:
         model=source, audio_path=audio, template=bake.rest_positions(obj),
         style=style_vector(settings, cfg.subjects), device=settings.device.lower(), mode=settings.quality,
         scene_fps=bake.scene_fps(scene), compact=settings.bake_mode == "COMPACT",
-        error_bound=settings.error_bound_mm,
+        error_bound=settings.error_bound,
     )
     return spec, obj, start
 
@@ -175,14 +168,22 @@ def finish_bake(context, job: BakeJob, obj_name: str, start: int, report) -> set
     scene = context.scene
     obj = bpy.data.objects.get(obj_name)
     if obj is None or obj.type != "MESH":
-        report({"ERROR"}, f"the object '{obj_name}' is gone; nothing was baked")
+        report({"ERROR"}, f"the object '{obj_name}' is gone (renamed or deleted); nothing was baked")
+        return {"CANCELLED"}
+    if len(obj.data.vertices) != len(job.spec.template):
+        report({"ERROR"}, f"'{obj_name}' changed while baking ({len(obj.data.vertices)} vertices now, "
+                          f"{len(job.spec.template)} before); nothing was baked")
+        return {"CANCELLED"}
+    if obj.mode != "OBJECT":
+        report({"ERROR"}, f"'{obj_name}' is in {obj.mode.replace('_', ' ').title()} Mode; "
+                          "switch to Object Mode and bake again")
         return {"CANCELLED"}
     settings = scene.codetalker
     sound_note = ""
     if settings.audio_source == "FILE":
         try:
             bake.ensure_sound_strip(scene, job.spec.audio_path, start)
-        except RuntimeError as exc:  # e.g. a Blender build without audio support
+        except RuntimeError as exc:  # e.g. a Blender build without audio support, or no free channel
             sound_note = f"; no sound strip added ({str(exc).removeprefix('Error: ').strip()})"
             report({"WARNING"}, f"Could not add the sound strip: {exc}")
     t0 = time.perf_counter()
@@ -210,7 +211,7 @@ class CODETALKER_OT_bake(bpy.types.Operator):
 
     @classmethod
     def poll(cls, context):
-        return ACTIVE_JOB is None or ACTIVE_JOB.state != "running"
+        return ACTIVE_JOB is None or not ACTIVE_JOB.busy
 
     def _start(self, context) -> bool:
         global ACTIVE_JOB
@@ -261,6 +262,15 @@ class CODETALKER_OT_bake(bpy.types.Operator):
         _redraw(context)
         return result
 
+    def cancel(self, context):
+        # Blender ends the modal itself (a file is loaded, the window closes): stop the job too.
+        if ACTIVE_JOB is not None:
+            ACTIVE_JOB.cancel()
+        if self._timer is not None:
+            context.window_manager.event_timer_remove(self._timer)
+        state = context.window_manager.codetalker_state
+        state.running, state.progress, state.status = False, 0.0, "Bake cancelled; the scene is unchanged"
+
 
 def _redraw(context):
     for window in context.window_manager.windows:
@@ -277,7 +287,7 @@ class CODETALKER_OT_cancel(bpy.types.Operator):
 
     @classmethod
     def poll(cls, context):
-        return ACTIVE_JOB is not None and ACTIVE_JOB.state == "running"
+        return ACTIVE_JOB is not None and ACTIVE_JOB.busy
 
     def execute(self, context):
         ACTIVE_JOB.cancel()

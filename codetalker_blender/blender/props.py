@@ -63,9 +63,10 @@ class CODETALKER_PG_settings(bpy.types.PropertyGroup):
         name="Bake", items=[("COMPACT", "Compact", "A few basis shape keys with one F-curve each"),
                             ("PER_FRAME", "Per Frame", "One shape key per frame (exact, heavy)")],
         default="COMPACT")
-    error_bound_mm: FloatProperty(name="Max Error", min=0.0, default=0.0, precision=4,
-                                  description="Largest vertex error of the compact basis in mesh units "
-                                              "(0: 0.1 mm on a FLAME head, the same fraction of any head)")
+    error_bound: FloatProperty(name="Max Error", min=0.0, default=0.0, precision=5, subtype="DISTANCE",
+                               description="Largest vertex error of the compact basis, in the mesh's units "
+                                           "(0: automatic, 0.1 mm on a FLAME head in metres and the same "
+                                           "fraction of any other head's size)")
     extend_frame_range: BoolProperty(name="Extend Frame Range", default=True,
                                      description="Make the scene long enough for the whole animation")
 

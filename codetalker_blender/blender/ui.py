@@ -74,7 +74,7 @@ class CODETALKER_PT_main(bpy.types.Panel):
         row = box.row()
         row.prop(settings, "device")
         row.prop(settings, "quality", text="")
-        if not missing:
+        if not missing and deps.status_known():  # never import torch inside draw()
             avail = deps.status()
             found = [name for name in ("cuda", "mps") if avail.get(name)]
             box.label(text="Available: CPU" + "".join(f", {n.upper()}" for n in found))
@@ -100,7 +100,7 @@ class CODETALKER_PT_main(bpy.types.Panel):
         box.label(text="Bake", icon="SHAPEKEY_DATA")
         box.row().prop(settings, "bake_mode", expand=True)
         if settings.bake_mode == "COMPACT":
-            box.prop(settings, "error_bound_mm")
+            box.prop(settings, "error_bound")
         box.prop(settings, "extend_frame_range")
         if state.running:
             _progress(box, state.progress, state.status or "Working...")
@@ -154,7 +154,7 @@ class CODETALKER_AP_preferences(bpy.types.AddonPreferences):
 
     def draw(self, context):
         layout = self.layout
-        info = deps.status()
+        info = deps.status()  # imports torch once, when the preferences are first shown
         col = layout.column()
         if info["missing"]:
             col.label(text="Missing: " + ", ".join(info["missing"]), icon="ERROR")

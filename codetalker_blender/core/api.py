@@ -102,9 +102,9 @@ def animate(
     Pure silence gives the template, still, for the clip's length.
     """
     cfg: ModelConfig = model.cfg
-    options = MODES[mode]() if isinstance(mode, str) else mode
     if isinstance(mode, str) and mode not in MODES:
         raise ConfigError(f"unknown mode {mode!r}; use exact or fast")
+    options = MODES[mode]() if isinstance(mode, str) else mode
     verts = load_template(template) if isinstance(template, (str, os.PathLike)) else as_vertices(template)
     check_vertex_count(verts, cfg.num_vertices)
     weights = style_weights(style, cfg.subjects)

@@ -18,10 +18,10 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from .audio import SAMPLE_RATE
 from .config import WAV2VEC2_FEATURE_RATE, TimingConfig
 from .errors import AudioError
 
-SAMPLE_RATE = 16000
 HOP = int(SAMPLE_RATE / WAV2VEC2_FEATURE_RATE)  # 320 samples per 50 Hz feature
 
 

@@ -19,7 +19,7 @@ import csv
 import json
 import os
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 from .errors import CodeTalkerError
 
@@ -54,11 +54,11 @@ class JobResult:
     output: str = ""
     blend: str = ""
     error: str = ""
-    extra: dict = field(default_factory=dict)
 
 
 def _safe_stem(text: str) -> str:
-    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("._")
+    """A file-name stem from ``text``: letters (any script), digits, '.', '_' and '-' kept."""
+    stem = re.sub(r"[^\w.-]+", "_", text).strip("._")
     return stem or "clip"
 
 
@@ -122,19 +122,26 @@ def load_jobs(source: str) -> list[Job]:
         raise CodeTalkerError(f"job source not found: {source}")
     elif source.lower().endswith(".csv"):
         base = os.path.dirname(source)
-        with open(source, newline="", encoding="utf-8-sig") as fh:
-            reader = csv.DictReader(fh)
-            if reader.fieldnames is None or "audio" not in [f.strip() for f in reader.fieldnames]:
-                raise CodeTalkerError(f"{source}: the CSV needs a header row with an 'audio' column")
-            rows = [{(k or "").strip(): (v or "") for k, v in row.items() if k} for row in reader]
+        try:
+            with open(source, newline="", encoding="utf-8-sig") as fh:
+                reader = csv.DictReader(fh)
+                if reader.fieldnames is None or "audio" not in [f.strip() for f in reader.fieldnames]:
+                    raise CodeTalkerError(f"{source}: the CSV needs a header row with an 'audio' column")
+                rows = [{(k or "").strip(): (v or "") for k, v in row.items() if k} for row in reader]
+        except UnicodeDecodeError:
+            raise CodeTalkerError(f"{source} is not UTF-8 text: save the job list as UTF-8 CSV") from None
+        except (csv.Error, OSError) as exc:
+            raise CodeTalkerError(f"cannot read {source}: {exc}") from None
         jobs = [_job_from_record(r, base, i) for i, r in enumerate(rows) if any(v.strip() for v in r.values())]
     elif source.lower().endswith(".json"):
         base = os.path.dirname(source)
         try:
             with open(source, encoding="utf-8") as fh:
                 data = json.load(fh)
-        except ValueError as exc:
-            raise CodeTalkerError(f"{source} is not valid JSON: {exc}") from None
+        except ValueError as exc:  # also UnicodeDecodeError
+            raise CodeTalkerError(f"{source} is not valid UTF-8 JSON: {exc}") from None
+        except OSError as exc:
+            raise CodeTalkerError(f"cannot read {source}: {exc}") from None
         records = data.get("jobs") if isinstance(data, dict) else data
         if not isinstance(records, list):
             raise CodeTalkerError(f"{source}: expected a list of jobs or {{\"jobs\": [...]}}")
@@ -148,12 +155,14 @@ def load_jobs(source: str) -> list[Job]:
         raise CodeTalkerError(f"unsupported job source {source}: use a folder, a .csv or a .json file")
     if not jobs:
         raise CodeTalkerError(f"{source} holds no jobs")
-    seen: dict[str, int] = {}
-    for job in jobs:  # unique output names
-        n = seen.get(job.output, 0)
-        seen[job.output] = n + 1
-        if n:
-            job.output = f"{job.output}_{n + 1}"
+    taken: set[str] = set()
+    for job in jobs:  # unique output names (case-insensitive, for case-insensitive file systems)
+        name, n = job.output, 1
+        while name.lower() in taken:
+            n += 1
+            name = f"{job.output}_{n}"
+        job.output = name
+        taken.add(name.lower())
     return jobs
 
 

@@ -32,7 +32,7 @@ LEGACY_NAMES = {
 }
 STAGE1_PREFIXES = ("encoder.", "decoder.", "quantize.")
 STAGE2_PREFIXES = ("audio_encoder.", "transformer_decoder.", "learnable_style_emb.", "feat_map.")
-CONFIG_METADATA_KEY = "codetalker_config"
+CONFIG_METADATA_KEY = config_mod.CONFIG_METADATA_KEY
 
 
 def _to_current_name(key: str) -> str:
@@ -182,28 +182,23 @@ def save_model(model, path: str | os.PathLike) -> None:
 
 
 def read_safetensors_config(path: str | os.PathLike) -> ModelConfig:
-    """The config stored with one of our safetensors models (metadata, else the sidecar JSON)."""
-    path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise CheckpointError(f"model file not found: {path}")
+    """The config stored with one of our safetensors models."""
     try:
-        text = config_mod.read_safetensors_metadata(path).get(CONFIG_METADATA_KEY)
-        if text is None and os.path.isfile(sidecar_path(path)):
-            with open(sidecar_path(path), encoding="utf-8") as fh:
-                text = fh.read()
-        if text is None:
-            raise CheckpointError(f"{path} carries no CodeTalker config (no metadata, no {sidecar_path(path)})")
-        return config_mod.from_json(text)
+        return config_mod.config_from_model_file(path)
     except ConfigError as exc:
-        raise CheckpointError(f"{path}: {exc}") from None
+        raise CheckpointError(str(exc)) from None
 
 
 def load_model_file(path: str | os.PathLike):
     """Model from one of our safetensors files."""
+    from safetensors import SafetensorError
     from safetensors.torch import load_file
 
     cfg = read_safetensors_config(path)
-    state = load_file(os.fspath(path))
+    try:
+        state = load_file(os.fspath(path))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise CheckpointError(f"{os.fspath(path)} is not a readable safetensors model ({exc})") from None
     return load_into_empty(cfg, state, os.fspath(path))
 
 
@@ -221,6 +216,13 @@ def describe_file(path: str | os.PathLike) -> dict:
         return {"file": path, "kind": "model (safetensors)", **_describe_config(cfg)}
     state = read_torch_state_dict(path)
     kind = checkpoint_kind(state)
+    try:
+        return _describe_state(path, state, kind)
+    except (KeyError, IndexError):
+        return {"file": path, "kind": "not a CodeTalker checkpoint (unexpected layout)", "tensors": len(state)}
+
+
+def _describe_state(path: str, state, kind: str) -> dict:
     info = {"file": path, "kind": _KIND_WORDS[kind], "tensors": len(state),
             "parameters": int(sum(v.numel() for v in state.values()))}
     if kind == "stage1":
@@ -244,7 +246,9 @@ def describe_file(path: str | os.PathLike) -> dict:
 
 
 def _variant(vertices: int) -> str:
-    return {5023: "vocaset (FLAME)", 23370: "BIWI"}.get(vertices, "custom topology")
+    from .mesh import describe_topology
+
+    return describe_topology(vertices)
 
 
 def _describe_config(cfg: ModelConfig) -> dict:

@@ -29,6 +29,7 @@ from typing import Any
 from .errors import ConfigError
 
 FORMAT_TAG = "codetalker-blender/1"
+CONFIG_METADATA_KEY = "codetalker_config"  # safetensors metadata entry holding the JSON config
 
 # Audio features per second of the wav2vec2 convolutional front end (16 kHz / 320).
 WAV2VEC2_FEATURE_RATE = 50.0
@@ -260,6 +261,8 @@ def from_published_yaml(path: str | os.PathLike) -> tuple[ModelConfig, dict[str,
             doc = yaml.safe_load(fh)
     except OSError as exc:
         raise ConfigError(f"cannot read config {path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path} is not a text config file (published YAML or our JSON)") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path} is not valid YAML: {exc}") from None
     if not isinstance(doc, dict):
@@ -399,9 +402,33 @@ def load_config(path: str | os.PathLike) -> tuple[ModelConfig, dict[str, str]]:
     if not os.path.isfile(path):
         raise ConfigError(f"config file not found: {path}")
     if path.lower().endswith(".json"):
-        with open(path, encoding="utf-8") as fh:
-            return from_json(fh.read()), {}
+        try:
+            with open(path, encoding="utf-8") as fh:
+                return from_json(fh.read()), {}
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"cannot read config {path}: {exc}") from None
     return from_published_yaml(path)
+
+
+def config_from_model_file(path: str | os.PathLike) -> ModelConfig:
+    """The config stored with one of our safetensors models: its metadata, else the sidecar JSON.
+
+    Reads only the file header (no torch), so it is cheap enough for a UI thread.
+    """
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise ConfigError(f"model file not found: {path}")
+    text = read_safetensors_metadata(path).get(CONFIG_METADATA_KEY)
+    sidecar = os.path.splitext(path)[0] + ".json"
+    if text is None and os.path.isfile(sidecar):
+        with open(sidecar, encoding="utf-8", errors="replace") as fh:
+            text = fh.read()
+    if text is None:
+        raise ConfigError(f"{path} carries no CodeTalker config (no metadata, no {sidecar})")
+    try:
+        return from_json(text)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
 
 
 def read_safetensors_metadata(path: str | os.PathLike) -> dict[str, str]:

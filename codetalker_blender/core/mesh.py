@@ -12,6 +12,8 @@ import numpy as np
 from .errors import TemplateError
 
 KNOWN_TOPOLOGIES = {5023: "FLAME (vocaset)", 23370: "BIWI"}
+# The published dataset whose configuration fits each known topology.
+TOPOLOGY_DATASETS = {5023: "vocaset", 23370: "BIWI"}
 
 _PLY_TYPES = {
     "char": "i1", "int8": "i1", "uchar": "u1", "uint8": "u1",
@@ -136,11 +138,14 @@ def load_mesh(path: str | os.PathLike) -> tuple[np.ndarray, object]:
             arr, faces = _read_obj(path)
         else:
             raise TemplateError(f"unsupported template format {ext or '(none)'}: use .npy, .ply or .obj")
-    except (OSError, ValueError) as exc:
-        raise TemplateError(f"cannot read template {path}: {exc}") from None
+    except (OSError, ValueError, IndexError) as exc:
+        raise TemplateError(f"cannot read template {path}: {exc or 'truncated file'}") from None
     verts = as_vertices(arr, source=path)
-    if faces is not None and len(faces) and max(max(f) for f in faces[:1000]) >= len(verts):
-        faces = None
+    if faces is not None and len(faces):
+        flat = np.concatenate([np.asarray(f, dtype=np.int64).ravel() for f in faces]) if isinstance(faces, list) \
+            else np.asarray(faces).ravel()
+        if flat.min() < 0 or flat.max() >= len(verts):
+            faces = None  # indices out of range (or relative OBJ indices): positions only
     return verts, faces
 
 
