@@ -372,8 +372,19 @@ def create_mesh_object(context, name: str, verts: np.ndarray, faces, y_up: bool 
     """A new mesh object, linked and made active. ``y_up``: the data is Y-up, face along +Z
     (FLAME and BIWI), so the object is turned upright in Blender's Z-up world."""
     mesh = bpy.data.meshes.new(name)
-    mesh.from_pydata(verts.tolist(), [], [] if faces is None else np.asarray(faces).tolist())
-    mesh.update()
+    mesh.vertices.add(len(verts))
+    mesh.vertices.foreach_set("co", np.ascontiguousarray(verts, dtype=np.float32).ravel())
+    if faces is not None and len(faces):
+        sizes = np.array([len(f) for f in faces], dtype=np.int32)
+        corners = np.concatenate([np.asarray(f, dtype=np.int32).ravel() for f in faces])
+        mesh.loops.add(len(corners))
+        mesh.loops.foreach_set("vertex_index", corners)
+        mesh.polygons.add(len(sizes))
+        mesh.polygons.foreach_set("loop_start", np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int32))
+        if not bpy.types.MeshPolygon.bl_rna.properties["loop_total"].is_readonly:  # older Blender
+            mesh.polygons.foreach_set("loop_total", sizes)
+    mesh.update(calc_edges=True)
+    mesh.validate(verbose=False)
     obj = bpy.data.objects.new(name, mesh)
     if y_up:
         obj.rotation_euler = (math.pi / 2, 0.0, 0.0)
