@@ -237,3 +237,17 @@ def test_incremental_feedback_decoder_equals_whole_prefix_decode(dataset, affine
             prefix = codes[:, : i + 1] if i else torch.cat([codes[:, :1], codes[:, :1]], dim=1)
             want = dec.hidden(prefix)[:, -1]
             assert torch.allclose(got, want, atol=1e-5), (i, (got - want).abs().max())
+
+
+@pytest.mark.parametrize("dataset", ["vocaset", "BIWI"])
+def test_static_fast_step_equals_the_dynamic_fast_loop(dataset):
+    """The fixed-shape step that CUDA graphs replay computes fast mode (here on the CPU)."""
+    model = tiny_model(dataset, seed=11)
+    feats, frames = _features(model, seconds=2.4)
+    style = model.style_embedding(torch.ones(len(model.cfg.subjects)))
+    windows = dict(feedback_window=9, attention_window=40)  # both shorter than the clip
+    assert frames > 40
+    with torch.no_grad():
+        dynamic = generate_motion(model, feats, frames, style, DecodeOptions(**windows, static=False))
+        static = generate_motion(model, feats, frames, style, DecodeOptions(**windows, static=True))
+    assert torch.allclose(static, dynamic, atol=1e-4), (static - dynamic).abs().max()

@@ -185,8 +185,9 @@ def _fmt(r: dict) -> str:
     def sec(key):
         return f"{r[key]:.2f} s" if key in r else "-"
 
+    predictor = f"{r['loop']:.2f} s (both, one graph per frame)" if "loop" in r else sec("predictor")
     return (f"| {r['model']} | {r['device']} {r['dtype']} | {r['seconds']:g} s | {r['mode']} | {r['frames']} | "
-            f"{sec('audio')} | {sec('predictor')} | {sec('feedback')} | {sec('final')} | {r['total']:.2f} s | "
+            f"{sec('audio')} | {predictor} | {sec('feedback')} | {sec('final')} | {r['total']:.2f} s | "
             f"{r['rtf']:.3f} | " + (f"{r['speedup']:.1f}x" if r['speedup'] else "-") + f" | {r['peak']:.0f} MiB | "
             + (f"{r['err']:.2g}" if r['err'] is not None else "-") + " |")
 

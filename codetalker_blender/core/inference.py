@@ -48,6 +48,9 @@ class DecodeOptions:
     attention_window: int | None = None  # predictor self-attention span (None: all)
     final_window: int = 1800  # final stage-1 decode in windows past this many frames
     final_overlap: int = 60  # frames shared by neighbouring final-decode windows
+    # With both windows set: run each frame as one static-shape step (graphed.py),
+    # replayed as a CUDA graph. None: on CUDA devices only.
+    static: bool | None = None
 
     @classmethod
     def exact(cls) -> DecodeOptions:
@@ -251,6 +254,19 @@ def generate_motion(
     fq, zd = cfg.vq.face_quan_num, cfg.vq.zquant_dim
     clock = _Clock(timings, audio_features.device)
     memory = model.audio_feature_map(audio_features)  # (1, S, F)
+    windowed = options.feedback_window is not None and options.attention_window is not None
+    static = options.static if options.static is not None else memory.device.type == "cuda"
+    if windowed and static:
+        from .graphed import StaticFastLoop
+
+        loop = StaticFastLoop(model, memory, frames, style, options.feedback_window, options.attention_window)
+        clock.lap(None)
+        codes = loop.run(frames, progress, cancel)
+        clock.lap("loop")
+        _check_cancel(cancel)
+        motion = decode_windowed(ae, codes, options.final_window, options.final_overlap)
+        clock.lap("final")
+        return motion[0]
     predictor = _CachedPredictor(model, memory, frames, options.attention_window)
     feedback = _FeedbackDecoder(ae.decoder, frames, options.feedback_window, memory.device, memory.dtype)
     codes = torch.zeros(1, frames, fq, zd, device=memory.device, dtype=memory.dtype)
