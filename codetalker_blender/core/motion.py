@@ -30,8 +30,13 @@ def resample(motion: np.ndarray, src_fps: float, dst_fps: float) -> np.ndarray:
     pos = np.arange(n, dtype=np.float64) * (src_fps / dst_fps)
     lo = np.minimum(np.floor(pos).astype(np.int64), t - 1)
     hi = np.minimum(lo + 1, t - 1)
-    w = (pos - lo).astype(np.float32).reshape((-1,) + (1,) * (motion.ndim - 1))
-    return (motion[lo] * (1 - w) + motion[hi] * w).astype(motion.dtype, copy=False)
+    w = (pos - lo).astype(motion.dtype).reshape((-1,) + (1,) * (motion.ndim - 1))
+    out = np.empty((n,) + motion.shape[1:], dtype=motion.dtype)
+    for a in range(0, n, 256):  # in chunks: long clips are large (10 min of FLAME: 0.9 GB)
+        b = min(n, a + 256)
+        lo_rows, hi_rows = motion[lo[a:b]], motion[hi[a:b]]
+        out[a:b] = lo_rows + (hi_rows - lo_rows) * w[a:b]
+    return out
 
 
 @dataclass
@@ -55,7 +60,7 @@ class CompactBasis:
 def _vertex_error(residual: np.ndarray) -> np.ndarray:
     """Per-frame largest vertex error of residual (T, V*3) -> (T,)."""
     r = residual.reshape(residual.shape[0], -1, 3)
-    return np.sqrt((r * r).sum(-1)).max(-1)
+    return np.sqrt((r[..., 0] ** 2 + r[..., 1] ** 2 + r[..., 2] ** 2).max(-1))
 
 
 def _principal_directions(rows: np.ndarray) -> np.ndarray:
@@ -97,17 +102,28 @@ def compact_basis(
     rows = disp if t <= sample_frames else disp[np.linspace(0, t - 1, sample_frames).round().astype(int)]
     vt = _principal_directions(rows.astype(np.float64))[:max_keys].astype(np.float32)
     limit = vt.shape[0]
-    coef_all = disp @ vt.T  # (T, limit)
+    coef_all = np.zeros((t, limit), dtype=np.float32)  # projections, filled as the search needs them
+    done = 0
 
-    def error(k: int) -> float:
-        return float(_vertex_error(disp - coef_all[:, :k] @ vt[:k]).max())
+    def error(k: int, stop_above: float = float("inf"), chunk: int = 512) -> float:
+        """Largest vertex error with k components; stops early once above ``stop_above``."""
+        nonlocal done
+        if k > done:
+            coef_all[:, done:k] = disp @ vt[done:k].T
+            done = k
+        worst = 0.0
+        for a in range(0, t, chunk):
+            worst = max(worst, float(_vertex_error(disp[a : a + chunk] - coef_all[a : a + chunk, :k] @ vt[:k]).max()))
+            if worst > stop_above:
+                break
+        return worst
 
     # Exponential then binary search for the smallest K meeting the bound;
     # each check costs O(T * V * K), so small answers stay cheap.
     hi = 1
-    while hi < limit and error(hi) > max_error:
+    while hi < limit and error(hi, max_error) > max_error:
         hi = min(limit, hi * 2)
-    if error(hi) > max_error:
+    if error(hi, max_error) > max_error:
         raise CodeTalkerError(
             f"{limit} shape keys cannot hold this motion within {max_error:g}; "
             "raise the error bound or use per-frame mode"
@@ -115,7 +131,7 @@ def compact_basis(
     lo = hi // 2 + 1 if hi > 1 else 1
     while lo < hi:
         mid = (lo + hi) // 2
-        if error(mid) <= max_error:
+        if error(mid, max_error) <= max_error:
             hi = mid
         else:
             lo = mid + 1
