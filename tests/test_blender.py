@@ -11,6 +11,7 @@ import sys
 import bpy  # noqa: E402  (after conftest set BLENDER_USER_RESOURCES)
 import numpy as np
 import pytest
+from blender_smoke import evaluated as _evaluated
 from conftest import GOLDEN, REPO, SHARED, golden_model
 
 import codetalker_blender
@@ -53,15 +54,6 @@ def _configure(scene, folder, audio=SPEECH, mode="PER_FRAME", style="S1"):
     for item in s.styles:
         item.weight = 1.0 if item.name == style else 0.0
     return s
-
-
-def _evaluated(obj, frame):
-    bpy.context.scene.frame_set(frame)
-    dg = bpy.context.evaluated_depsgraph_get()
-    me = obj.evaluated_get(dg).data
-    out = np.empty(len(me.vertices) * 3, np.float32)
-    me.vertices.foreach_get("co", out)
-    return out.reshape(-1, 3)
 
 
 def _expected(folder, scene, obj, style, audio=SPEECH):
