@@ -103,6 +103,7 @@ class CODETALKER_OT_batch_render(bpy.types.Operator):
         from ..core.batch import load_jobs
         from .batch import options_from_args
 
+        original, dirty = bpy.data.filepath, bpy.data.is_dirty
         try:
             blend, args = self._prepare(context)
             options, jobs = options_from_args(args)[0], load_jobs(ops._abspath(context.scene.codetalker.batch_jobs))
@@ -117,8 +118,12 @@ class CODETALKER_OT_batch_render(bpy.types.Operator):
             self.report({"ERROR"}, str(exc))
             return {"CANCELLED"}
         finally:
-            # run_batch replaced the open file job by job; come back to (a copy of) the user's scene
-            bpy.ops.wm.open_mainfile(filepath=blend)
+            # run_batch replaced the open file job by job: come back to the user's file, or to
+            # the copy when it had unsaved changes
+            restore = original if original and not dirty and os.path.isfile(original) else blend
+            bpy.ops.wm.open_mainfile(filepath=restore)
+            if restore == blend:
+                self.report({"WARNING"}, "The scene was restored from a copy; save it under its own name")
         failed = [r for r in results if r.status == "failed"]
         self.report({"WARNING" if failed else "INFO"},
                     f"Batch: {sum(r.status == 'done' for r in results)} rendered, "

@@ -187,7 +187,12 @@ def finish_bake(context, job: BakeJob, obj_name: str, start: int, report) -> set
             sound_note = f"; no sound strip added ({str(exc).removeprefix('Error: ').strip()})"
             report({"WARNING"}, f"Could not add the sound strip: {exc}")
     t0 = time.perf_counter()
-    info = bake.apply_bake(scene, obj, job.result, start, settings.extend_frame_range)
+    try:
+        info = bake.apply_bake(scene, obj, job.result, start, settings.extend_frame_range)
+    except (RuntimeError, ValueError, TypeError) as exc:  # Blender refused a write: leave no half bake
+        bake.clear_bake(obj)
+        report({"ERROR"}, f"Writing the bake failed, nothing was baked: {exc}")
+        return {"CANCELLED"}
     write = time.perf_counter() - t0
     # One undo step for the whole bake (strip, keys, animation). Pushed here rather
     # than through bl_options so that the modal and the direct paths behave alike.
