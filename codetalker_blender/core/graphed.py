@@ -21,6 +21,7 @@ import math
 import torch
 import torch.nn.functional as F
 
+from .inference import cross_attention_memory
 from .predictor import alibi_slopes
 
 
@@ -43,12 +44,7 @@ class StaticFastLoop:
         self.layers = list(model.transformer_decoder.layers)
         self.scale = 1.0 / math.sqrt(self.dh)
         # predictor: audio keys/values once, a ring of the last L tokens' keys/values
-        f = self.f
-        self.cross = []
-        for layer in self.layers:
-            w, b = layer.multihead_attn.in_proj_weight, layer.multihead_attn.in_proj_bias
-            self.cross.append((F.linear(memory[0], w[f : 2 * f], b[f : 2 * f]).view(-1, self.h, self.dh),
-                               F.linear(memory[0], w[2 * f :], b[2 * f :]).view(-1, self.h, self.dh)))
+        self.cross = cross_attention_memory(self.layers, memory, self.h, self.r)
         self.L = attention_window
         self.keys = [torch.zeros(self.L, self.h, self.dh, device=dev, dtype=dt) for _ in self.layers]
         self.values = [torch.zeros(self.L, self.h, self.dh, device=dev, dtype=dt) for _ in self.layers]
@@ -114,12 +110,15 @@ class StaticFastLoop:
             scores = torch.einsum("hd,nhd->hn", q, keys) * self.scale + bias
             o = torch.einsum("hn,nhd->hd", torch.softmax(scores, dim=-1), values).reshape(1, f)
             x = layer.norm1(x + sa.out_proj(o))
-            mha = layer.multihead_attn
-            q = F.linear(x, mha.in_proj_weight[:f], mha.in_proj_bias[:f]).view(h, dh)
-            kc, vc = ck.index_select(0, mem_idx), cv.index_select(0, mem_idx)
-            scores = torch.einsum("hd,rhd->hr", q, kc) * self.scale
-            o = torch.einsum("hr,rhd->hd", torch.softmax(scores, dim=-1), vc).reshape(1, f)
-            x = layer.norm2(x + mha.out_proj(o))
+            if cv is None:  # one audio feature per frame: precomputed attention output
+                o = ck.index_select(0, mem_idx)
+            else:
+                mha = layer.multihead_attn
+                q = F.linear(x, mha.in_proj_weight[:f], mha.in_proj_bias[:f]).view(h, dh)
+                kc, vc = ck.index_select(0, mem_idx), cv.index_select(0, mem_idx)
+                scores = torch.einsum("hd,rhd->hr", q, kc) * self.scale
+                o = mha.out_proj(torch.einsum("hr,rhd->hd", torch.softmax(scores, dim=-1), vc).reshape(1, f))
+            x = layer.norm2(x + o)
             x = layer.norm3(x + layer.linear2(F.relu(layer.linear1(x))))
         return x
 

@@ -66,6 +66,29 @@ def _check_cancel(cancel: CancelFn | None) -> None:
         raise Cancelled("inference was cancelled")
 
 
+def cross_attention_memory(layers, memory: torch.Tensor, heads: int, feats_per_frame: int) -> list:
+    """Per decoder layer, what its cross-attention needs from the audio, computed once.
+
+    Frame i may attend only to its own ``feats_per_frame`` audio features. With
+    one feature the softmax is exactly 1, so the attention output of frame i is
+    out_proj(V_i) whatever the query: that is precomputed for all frames and
+    returned as (outputs (S, F), None). Otherwise (keys, values), each (S, heads, dh).
+    """
+    f = memory.shape[-1]
+    mem = memory[0]
+    out = []
+    for layer in layers:
+        mha = layer.multihead_attn
+        w, b = mha.in_proj_weight, mha.in_proj_bias
+        v = F.linear(mem, w[2 * f :], b[2 * f :])
+        if feats_per_frame == 1:
+            out.append((mha.out_proj(v), None))
+        else:
+            k = F.linear(mem, w[f : 2 * f], b[f : 2 * f])
+            out.append((k.view(-1, heads, f // heads), v.view(-1, heads, f // heads)))
+    return out
+
+
 class _CachedPredictor:
     """One-token-at-a-time evaluation of the stage-2 transformer decoder."""
 
@@ -80,14 +103,7 @@ class _CachedPredictor:
         self.window = attention_window
         device, dtype = memory.device, memory.dtype
         # Cross-attention keys/values of the audio, once per layer: (S, heads, dh).
-        f = self.f
-        mem = memory[0]
-        self.cross = []
-        for layer in self.layers:
-            w, b = layer.multihead_attn.in_proj_weight, layer.multihead_attn.in_proj_bias
-            k = F.linear(mem, w[f : 2 * f], b[f : 2 * f]).view(-1, self.h, self.dh)
-            v = F.linear(mem, w[2 * f :], b[2 * f :]).view(-1, self.h, self.dh)
-            self.cross.append((k, v))
+        self.cross = cross_attention_memory(self.layers, memory, self.h, self.r)
         cache_len = frames if attention_window is None else min(frames, attention_window)
         self.cache_len = cache_len
         self.keys = [torch.zeros(cache_len, self.h, self.dh, device=device, dtype=dtype) for _ in self.layers]
@@ -124,12 +140,15 @@ class _CachedPredictor:
             o = torch.einsum("hn,nhd->hd", torch.softmax(scores, dim=-1), vv).reshape(1, f)
             x = layer.norm1(x + sa.out_proj(o))
 
-            mha = layer.multihead_attn
-            q = F.linear(x, mha.in_proj_weight[:f], mha.in_proj_bias[:f]).view(h, dh)
-            kc, vc = ck[i * self.r : (i + 1) * self.r], cv[i * self.r : (i + 1) * self.r]  # (r, heads, dh)
-            scores = torch.einsum("hd,rhd->hr", q, kc) * self.scale
-            o = torch.einsum("hr,rhd->hd", torch.softmax(scores, dim=-1), vc).reshape(1, f)
-            x = layer.norm2(x + mha.out_proj(o))
+            if cv is None:  # one audio feature per frame: the attention output is known already
+                o = ck[i : i + 1]
+            else:
+                mha = layer.multihead_attn
+                q = F.linear(x, mha.in_proj_weight[:f], mha.in_proj_bias[:f]).view(h, dh)
+                kc, vc = ck[i * self.r : (i + 1) * self.r], cv[i * self.r : (i + 1) * self.r]  # (r, heads, dh)
+                scores = torch.einsum("hd,rhd->hr", q, kc) * self.scale
+                o = mha.out_proj(torch.einsum("hr,rhd->hd", torch.softmax(scores, dim=-1), vc).reshape(1, f))
+            x = layer.norm2(x + o)
             x = layer.norm3(x + layer.linear2(F.relu(layer.linear1(x))))
         return x
 
