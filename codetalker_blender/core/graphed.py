@@ -64,8 +64,6 @@ class StaticFastLoop:
         self.conv_ring = torch.zeros(self.W, c_out, device=dev, dtype=dt)
         self.s1 = torch.zeros(c_out, device=dev, dtype=torch.float64)
         self.s2 = torch.zeros(c_out, device=dev, dtype=torch.float64)
-        blocks = list(dec.decoder_transformer.net)
-        self.blocks = [(blocks[j].fn, blocks[j + 1].fn) for j in range(0, len(blocks), 2)]
         self.pe0 = dec.decoder_pos_embedding.pe[0]  # (1, H): the published batch-size-1 quirk
         # loop state
         self.i = torch.zeros((), dtype=torch.long, device=dev)
@@ -150,17 +148,7 @@ class StaticFastLoop:
         if self.norm.affine:
             hcur = hcur * self.norm.weight + self.norm.bias
         hcur = dec.decoder_linear_embedding(hcur) + self.pe0  # (W, H)
-        for n_block, (attn_block, mlp_block) in enumerate(self.blocks):
-            last_only = n_block == len(self.blocks) - 1
-            y = attn_block.norm(hcur)
-            attn = attn_block.fn
-            qkv = attn.to_qkv(y).view(self.W, 3, attn.heads, -1)
-            q = qkv[-1:, 0] if last_only else qkv[:, 0]
-            scores = torch.einsum("qhd,khd->hqk", q, qkv[:, 1]) * attn.scale + key_bias
-            out = torch.einsum("hqk,khd->qhd", torch.softmax(scores, dim=-1), qkv[:, 2]).reshape(q.shape[0], -1)
-            hcur = (hcur[-1:] if last_only else hcur) + attn.to_out(out)
-            hcur = hcur + mlp_block.fn(mlp_block.norm(hcur))
-        return hcur  # (1, H): frame i
+        return dec.decoder_transformer.last_frame(hcur.unsqueeze(0), key_bias)[0]  # (1, H): frame i
 
     # ------------------------------------------------------------------ the loop
     def run(self, frames: int, progress=None, cancel=None) -> torch.Tensor:

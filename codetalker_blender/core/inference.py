@@ -122,14 +122,12 @@ class _CachedPredictor:
         f, h, dh = self.f, self.h, self.dh
         slot = i % self.cache_len
         n = min(i + 1, self.cache_len)
-        # cache slots in time order, oldest first, and their distances to i
+        # cache slots in time order, oldest first (a ring once the window is full)
         if i < self.cache_len:
             order = slice(0, n)
-            bias = self.bias_by_distance[:, :n].flip(-1)
         else:
-            idx = torch.arange(slot + 1, slot + 1 + n, device=x.device) % self.cache_len
-            order = idx
-            bias = self.bias_by_distance[:, :n].flip(-1)
+            order = torch.arange(slot + 1, slot + 1 + n, device=x.device) % self.cache_len
+        bias = self.bias_by_distance[:, :n].flip(-1)  # by distance to i, oldest first
         for layer, (ck, cv), keys, values in zip(self.layers, self.cross, self.keys, self.values):
             sa = layer.self_attn
             q, k, v = F.linear(x, sa.in_proj_weight, sa.in_proj_bias).view(3, h, dh)
@@ -170,16 +168,12 @@ class _FeedbackDecoder:
         self.dec = decoder
         conv, self.act, norm = decoder.expander[0]
         self.conv = conv
-        self.eps = norm.eps
         self.norm = norm
         width = conv.in_channels
         self.window = window
         self.inputs = torch.zeros(frames, width, device=device, dtype=dtype)
         self.conv_out = torch.zeros(conv.out_channels, frames, device=device, dtype=dtype)
-        self.k = conv.kernel_size[0]
-        self.pad = self.k // 2
-        blocks = list(decoder.decoder_transformer.net)
-        self.body, self.last_attn, self.last_mlp = blocks[:-2], blocks[-2].fn, blocks[-1].fn
+        self.pad = conv.kernel_size[0] // 2
 
     def push(self, i: int, codes: torch.Tensor) -> torch.Tensor:
         """Codes of frame i (fq*zd,) -> decoder hidden state of frame i (1, H), prefix 0..i."""
@@ -197,25 +191,11 @@ class _FeedbackDecoder:
         seen = self.conv_out[:, : i + 1]
         var, mean = torch.var_mean(seen, dim=1, unbiased=False, keepdim=True)
         start = 0 if self.window is None else max(0, i + 1 - self.window)
-        h = (self.conv_out[:, start : i + 1] - mean) / torch.sqrt(var + self.eps)
+        h = (self.conv_out[:, start : i + 1] - mean) / torch.sqrt(var + self.norm.eps)
         if self.norm.affine:
             h = h * self.norm.weight.view(-1, 1) + self.norm.bias.view(-1, 1)
         h = dec.decoder_pos_embedding(dec.decoder_linear_embedding(h.t().unsqueeze(0)))  # (1, n, H)
-        for block in self.body:
-            h = block(h)
-        # last attention block and MLP for the last frame only
-        norm_attn, attn = self.last_attn.norm, self.last_attn.fn
-        y = norm_attn(h)
-        b, t, width = y.shape
-        heads = attn.heads
-        qkv = attn.to_qkv(y).view(b, t, 3, heads, width // heads)
-        q = qkv[:, -1:, 0].transpose(1, 2)  # (1, heads, 1, d)
-        k, v = qkv[:, :, 1].transpose(1, 2), qkv[:, :, 2].transpose(1, 2)
-        a = torch.softmax(torch.matmul(q, k.transpose(-1, -2)) * attn.scale, dim=-1)
-        out = attn.to_out(torch.matmul(a, v).transpose(1, 2).reshape(b, 1, width))
-        last = h[:, -1:] + out
-        last = last + self.last_mlp(last)
-        return last[:, 0]
+        return dec.decoder_transformer.last_frame(h)[:, 0]
 
 
 def decode_windowed(autoencoder, codes: torch.Tensor, window: int, overlap: int) -> torch.Tensor:

@@ -64,13 +64,21 @@ class Attention(nn.Module):
         self.to_out = nn.Linear(dim, dim)
         self.dropout = nn.Dropout(dropout)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # x: (B, T, H)
+    def forward(self, x: torch.Tensor, key_bias: torch.Tensor | None = None, last_only: bool = False) -> torch.Tensor:
+        """x (B, T, H) -> (B, T, H), or (B, 1, H) for the last frame's query only.
+
+        key_bias (T,) is added to every query's scores (-inf hides a key).
+        """
         b, t, h = x.shape
         # (B, T, 3H) -> 3 x (B, heads, T, H/heads); channel order is (qkv, head, dim)
         q, k, v = self.to_qkv(x).view(b, t, 3, self.heads, h // self.heads).permute(2, 0, 3, 1, 4)
-        attn = torch.softmax(torch.matmul(q, k.transpose(-1, -2)) * self.scale, dim=-1)
-        out = torch.matmul(self.dropout(attn), v)  # (B, heads, T, H/heads)
-        return self.to_out(out.transpose(1, 2).reshape(b, t, h))
+        if last_only:
+            q = q[:, :, -1:]
+        scores = torch.matmul(q, k.transpose(-1, -2)) * self.scale
+        if key_bias is not None:
+            scores = scores + key_bias
+        out = torch.matmul(self.dropout(torch.softmax(scores, dim=-1)), v)  # (B, heads, Tq, H/heads)
+        return self.to_out(out.transpose(1, 2).reshape(b, q.shape[2], h))
 
 
 class FeedForward(nn.Module):
@@ -117,6 +125,21 @@ class Transformer(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for block in self.net:
             x = block(x)
+        return x
+
+    def last_frame(self, x: torch.Tensor, key_bias: torch.Tensor | None = None) -> torch.Tensor:
+        """The output for the last frame only, x (B, T, H) -> (B, 1, H).
+
+        Equal to ``forward(x)[:, -1:]`` (without ``key_bias``) but the last
+        attention block and MLP run for that one frame. ``key_bias`` (T,) masks
+        keys in every block (-inf: a padding frame).
+        """
+        blocks = list(self.net)
+        for n in range(0, len(blocks), 2):
+            attn, mlp = blocks[n].fn, blocks[n + 1].fn  # PreNorm(Attention), PreNorm(FeedForward)
+            last = n == len(blocks) - 2
+            x = (x[:, -1:] if last else x) + attn.fn(attn.norm(x), key_bias, last_only=last)
+            x = x + mlp.fn(mlp.norm(x))
         return x
 
 
