@@ -1,7 +1,11 @@
-"""wav2vec2 speech features, run the way CodeTalker customises the forward pass.
+"""Speech features for the predictor, from either front end.
 
+wav2vec2, run the way CodeTalker customises the forward pass:
 conv feature extractor (50 Hz) -> resample in time to the predictor's feature
 rate -> feature projection -> transformer encoder -> last hidden state.
+
+Whisper's encoder (the bundled models, see whisper.py): at most 30 s per
+pass, 50 Hz output features resampled in time the same way afterwards.
 
 Long audio is encoded in overlapping windows so that memory stays bounded
 (the transformer's attention is quadratic in length, and the first conv layer
@@ -21,8 +25,10 @@ import torch.nn.functional as F
 from .audio import SAMPLE_RATE
 from .config import WAV2VEC2_FEATURE_RATE, TimingConfig
 from .errors import AudioError
+from .whisper import WINDOW_SECONDS, WhisperEncoder
 
 HOP = int(SAMPLE_RATE / WAV2VEC2_FEATURE_RATE)  # 320 samples per 50 Hz feature
+SAMPLES_PER_FEATURE_WHISPER = HOP
 
 
 @dataclass(frozen=True)
@@ -33,6 +39,12 @@ class Chunking:
     context: float = 5.0  # extra audio each window sees on each side
 
 
+# Whisper sees at most 30 s per pass: a 20 s core plus 5 s on each side.
+WHISPER_CHUNKING = Chunking(window=20.0, context=5.0)
+# Level the Whisper front end hears: unit-variance audio scaled to -26 dBFS RMS.
+WHISPER_LEVEL = 0.05
+
+
 def normalise(audio: torch.Tensor) -> torch.Tensor:
     """Zero mean, unit variance, as wav2vec2's feature extractor does (eps 1e-7)."""
     audio = audio.to(torch.float32)
@@ -40,7 +52,9 @@ def normalise(audio: torch.Tensor) -> torch.Tensor:
 
 
 def conv_feature_count(num_samples: int, encoder) -> int:
-    """Number of 50 Hz features the conv front end yields for ``num_samples``."""
+    """Number of 50 Hz features the encoder yields for ``num_samples``."""
+    if isinstance(encoder, WhisperEncoder):
+        return encoder.feature_count(num_samples)
     n = num_samples
     for k, s in zip(encoder.config.conv_kernel, encoder.config.conv_stride):
         n = (n - k) // s + 1
@@ -82,6 +96,8 @@ def encode_audio(
     audio: 16 kHz mono samples (N,), already normalised.
     Returns (features (1, frames * feats_per_frame, hidden), frames).
     """
+    if isinstance(encoder, WhisperEncoder):
+        return _encode_whisper(encoder, audio, timing, chunking)
     device = next(encoder.parameters()).device
     n_feat = conv_feature_count(audio.numel(), encoder)
     if n_feat < 1:
@@ -125,3 +141,53 @@ def encode_audio(
         hidden = encoder.encoder(hidden).last_hidden_state
         out.append(hidden[:, core.to(hidden.device)])
     return torch.cat(out, dim=1), frames
+
+
+def _encode_whisper(
+    encoder: WhisperEncoder, audio: torch.Tensor, timing: TimingConfig, chunking: Chunking
+) -> tuple[torch.Tensor, int]:
+    """Whisper features (1, frames * feats_per_frame, W) at the predictor's rate."""
+    feats = whisper_features(encoder, audio, chunking)
+    frames = frame_count(feats.shape[1], timing)
+    if frames < 1:
+        raise AudioError("the audio is too short for a single motion frame")
+    return to_feature_rate(feats, frames, timing), frames
+
+
+def whisper_features(encoder: WhisperEncoder, audio: torch.Tensor, chunking: Chunking = WHISPER_CHUNKING) -> torch.Tensor:
+    """50 Hz Whisper features (1, N // 320, W) of normalised audio (N,).
+
+    Windows hold ``chunking.window`` seconds of core plus ``chunking.context``
+    on each side, at most 30 s in all (a larger chunking is shrunk to
+    WHISPER_CHUNKING); a clip that fits in one 30 s pass is encoded whole.
+    """
+    if chunking.window + 2 * chunking.context > WINDOW_SECONDS:
+        chunking = WHISPER_CHUNKING
+    device = next(encoder.parameters()).device
+    n_feat = encoder.feature_count(audio.numel())
+    if n_feat < 1:
+        raise AudioError("the audio is too short to encode (under 20 ms)")
+    audio = audio.to(device=device, dtype=torch.float32) * WHISPER_LEVEL
+    hop = SAMPLES_PER_FEATURE_WHISPER
+    if audio.numel() <= int(WINDOW_SECONDS * SAMPLE_RATE):
+        return encoder.encode_window(audio)
+    window, ctx = int(chunking.window * WAV2VEC2_FEATURE_RATE), int(chunking.context * WAV2VEC2_FEATURE_RATE)
+    parts = []
+    for start in range(0, n_feat, window):
+        stop = min(start + window, n_feat)
+        a, b = max(0, start - ctx), min(n_feat, stop + ctx)
+        out = encoder.encode_window(audio[a * hop : b * hop])
+        parts.append(out[:, start - a : stop - a])
+    return torch.cat(parts, dim=1)
+
+
+def to_feature_rate(feats: torch.Tensor, frames: int, timing: TimingConfig) -> torch.Tensor:
+    """50 Hz features (1, N, C) -> the predictor's (1, frames * feats_per_frame, C).
+
+    Linear interpolation (align_corners) when the rates differ, as the
+    reference does for vocaset; otherwise the first frames * r features.
+    """
+    m = frames * timing.feats_per_frame
+    if timing.resamples_features:
+        return F.interpolate(feats.transpose(1, 2), size=m, mode="linear", align_corners=True).transpose(1, 2)
+    return feats[:, :m]

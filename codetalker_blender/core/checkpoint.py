@@ -167,13 +167,19 @@ def sidecar_path(path: str | os.PathLike) -> str:
     return os.path.splitext(os.fspath(path))[0] + ".json"
 
 
-def save_model(model, path: str | os.PathLike) -> None:
-    """Write ``model`` as safetensors with its config (metadata and sidecar JSON)."""
+def save_model(model, path: str | os.PathLike, dtype: torch.dtype | None = None) -> None:
+    """Write ``model`` as safetensors with its config (metadata and sidecar JSON).
+
+    ``dtype`` (e.g. torch.float16) stores floating-point tensors smaller; they
+    are cast back to the model's float32 on loading.
+    """
     from safetensors.torch import save_file
 
     path = os.fspath(path)
     text = config_mod.to_json(model.cfg)
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
+    if dtype is not None:
+        tensors = {k: v.to(dtype) if v.is_floating_point() else v for k, v in tensors.items()}
     tmp = path + ".tmp"
     save_file(tensors, tmp, metadata={CONFIG_METADATA_KEY: text})
     os.replace(tmp, path)
@@ -262,6 +268,10 @@ def _describe_config(cfg: ModelConfig) -> dict:
                   f"{cfg.vq.face_quan_num} codes/frame of {cfg.vq.zquant_dim}, codebook {cfg.vq.n_embed}",
         "stage2": f"width {cfg.predictor.feature_dim}, {cfg.predictor.num_layers} layers, "
                   f"{cfg.predictor.n_head} heads, period {cfg.predictor.period}",
-        "audio_encoder": "wav2vec2 " + (json.dumps({k: cfg.wav2vec2[k] for k in ("hidden_size", "num_hidden_layers")
-                                                    if k in cfg.wav2vec2}) if cfg.wav2vec2 else "base-960h"),
+        "audio_encoder": (
+            "whisper " + (json.dumps(cfg.whisper) if cfg.whisper else "tiny")
+            if cfg.audio_encoder == "whisper"
+            else "wav2vec2 " + (json.dumps({k: cfg.wav2vec2[k] for k in ("hidden_size", "num_hidden_layers")
+                                             if k in cfg.wav2vec2}) if cfg.wav2vec2 else "base-960h")
+        ),
     }

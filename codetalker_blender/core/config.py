@@ -32,7 +32,9 @@ FORMAT_TAG = "codetalker-blender/1"
 CONFIG_METADATA_KEY = "codetalker_config"  # safetensors metadata entry holding the JSON config
 
 # Audio features per second of the wav2vec2 convolutional front end (16 kHz / 320).
+# Whisper's encoder has the same rate, so timing is shared by both front ends.
 WAV2VEC2_FEATURE_RATE = 50.0
+AUDIO_ENCODERS = ("wav2vec2", "whisper")
 
 
 @dataclass(frozen=True)
@@ -109,12 +111,21 @@ class ModelConfig:
     # Hugging Face Wav2Vec2Config fields; empty means wav2vec2-base-960h
     # (equal to transformers.Wav2Vec2Config() defaults).
     wav2vec2: dict[str, Any] = field(default_factory=dict)
+    # Speech front end: "wav2vec2" (the published models) or "whisper" (the
+    # bundled ones: the Whisper tiny.en encoder, frozen; fields of
+    # whisper.WhisperEncoderConfig, empty means tiny).
+    audio_encoder: str = "wav2vec2"
+    whisper: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self):
         if self.vq.vertice_dim % 3:
             raise ConfigError(f"vertice_dim {self.vq.vertice_dim} is not a multiple of 3")
         if not self.subjects:
             raise ConfigError("the model config names no training subjects (style slots)")
+        if self.audio_encoder not in AUDIO_ENCODERS:
+            raise ConfigError(
+                f"unknown audio encoder {self.audio_encoder!r}; expected {' or '.join(AUDIO_ENCODERS)}"
+            )
         if len(set(self.subjects)) != len(self.subjects):
             raise ConfigError(f"training subjects are not unique: {' '.join(self.subjects)}")
         if self.predictor.feature_dim % self.predictor.n_head:
@@ -377,6 +388,8 @@ def from_dict(data: dict[str, Any]) -> ModelConfig:
             subjects=tuple(data["subjects"]),
             dataset=str(data.get("dataset", "custom")),
             wav2vec2=dict(data.get("wav2vec2") or {}),
+            audio_encoder=str(data.get("audio_encoder", "wav2vec2")),
+            whisper=dict(data.get("whisper") or {}),
         )
     except KeyError as exc:
         raise ConfigError(f"model config lacks {exc.args[0]!r}") from None

@@ -79,10 +79,23 @@ class PeriodicPositionalEncoding(nn.Module):
 
 
 def build_audio_encoder(cfg: ModelConfig) -> nn.Module:
-    """The wav2vec2 model described by ``cfg.wav2vec2`` (no weights are fetched)."""
+    """The speech encoder ``cfg`` names, built empty (no weights are fetched).
+
+    wav2vec2 (``cfg.wav2vec2``, Hugging Face fields) or Whisper's encoder
+    (``cfg.whisper``, see whisper.py); :func:`audio_hidden_size` gives their width.
+    """
+    if cfg.audio_encoder == "whisper":
+        from .whisper import WhisperEncoder, WhisperEncoderConfig
+
+        return WhisperEncoder(WhisperEncoderConfig.from_dict(cfg.whisper))
     from transformers import Wav2Vec2Config, Wav2Vec2Model
 
     return Wav2Vec2Model(Wav2Vec2Config(**cfg.wav2vec2))
+
+
+def audio_hidden_size(encoder: nn.Module) -> int:
+    """Width of the features an audio encoder yields."""
+    return encoder.hidden_size if hasattr(encoder, "hidden_size") else encoder.config.hidden_size
 
 
 class CodeTalker(nn.Module):
@@ -95,7 +108,7 @@ class CodeTalker(nn.Module):
         f = p.feature_dim
         self.autoencoder = VQAutoEncoder(cfg.vq)
         self.audio_encoder = build_audio_encoder(cfg)
-        self.audio_feature_map = nn.Linear(self.audio_encoder.config.hidden_size, f)
+        self.audio_feature_map = nn.Linear(audio_hidden_size(self.audio_encoder), f)
         self.vertice_map = nn.Linear(cfg.vq.vertice_dim, f)
         self.PPE = PeriodicPositionalEncoding(f, p.period, p.ppe_length)
         layer = nn.TransformerDecoderLayer(
