@@ -208,3 +208,23 @@ def test_stage1_learns_the_motion(tmp_path):
     train.train_stage1(cfg, data, train.StageOptions(epochs=60, lr=3e-3, lr_final=1e-4, warmup=10), str(tmp_path / "run"))
     log = [json.loads(x) for x in open(tmp_path / "run" / "stage1_log.jsonl") if "val_rec_l1" in x]
     assert log[-1]["val_rec_l1"] < 0.5 * log[0]["val_rec_l1"]
+
+
+@pytest.mark.parametrize("name", ["bundled_flame", "bundled_biwi", "vocaset_real", "biwi_real"])
+def test_recipes_make_valid_configs(name):
+    import sys
+
+    from conftest import REPO
+
+    sys.path.insert(0, str(REPO))
+    from tools.train import data_config, load_recipe, model_config
+
+    recipe = load_recipe(str(REPO / "configs" / f"{name}.yaml"))
+    cfg, data = model_config(recipe), data_config(recipe)
+    assert cfg.audio_encoder == "whisper" and cfg.subjects == data.subjects
+    assert cfg.num_vertices in (5023, 23370)
+    assert set(data.splits) == {"train", "val", "test"}
+    from codetalker_blender.core.checkpoint import build_empty
+
+    model = build_empty(cfg)  # every size builds (on the meta device)
+    assert model.audio_feature_map.in_features == 384

@@ -44,7 +44,7 @@ def topology_rig(num_vertices: int, shared: str):
     return rig_for_topology({5023: "flame", 23370: "biwi"}[num_vertices], shared)
 
 
-def evaluate_clip(model, rig, path: str, text: str, style=None, modes=("fast", "exact")) -> dict:
+def evaluate_clip(model, rig, path: str, text: str, style=None, modes=("exact", "fast")) -> dict:
     from codetalker_blender.core.api import animate
     from codetalker_blender.core.audio import load_audio
     from codetalker_blender.training.metrics import envelope, force_align, mouth_opening
@@ -89,6 +89,7 @@ def evaluate_clip(model, rig, path: str, text: str, style=None, modes=("fast", "
         "open_total": len(opens),
         "rest_frames": len(rest_frames),
         "rest_max_ratio": float(np.max(np.abs(rest_frames)) / p95) if len(rest_frames) else None,
+        "rest_max_mm": float(np.max(np.abs(rest_frames)) / rig.scale * 1000) if len(rest_frames) else None,
         "rest_ok": bool(len(rest_frames) == 0 or np.max(np.abs(rest_frames)) < 0.1 * p95),
         "envelope_corr_lag0": corr(0),
         "envelope_corr_best": corr(best),
@@ -115,7 +116,7 @@ def main(argv=None) -> int:
     rig = topology_rig(model.cfg.num_vertices, args.shared)
     rows = [evaluate_clip(model, rig, os.path.join(args.shared, "audio", name), text)
             for name, text in TRANSCRIPTS.items()]
-    print(f"model {args.model} ({model.cfg.num_vertices} vertices), default style, mode fast; "
+    print(f"model {args.model} ({model.cfg.num_vertices} vertices), default style, exact mode; "
           "openings in FLAME-equivalent mm")
     print(f"{'clip':24s} {'p95 open':>8s} {'closures':>9s} {'open V':>7s} {'rest':>5s} {'env r0':>7s} "
           f"{'env best':>9s} {'lag ms':>6s} {'fast-exact max/lip max/lip mean mm':>36s}")

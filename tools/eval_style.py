@@ -42,7 +42,7 @@ def main(argv=None) -> int:
     def amplitude(style) -> float:
         p95 = []
         for samples in clips:
-            v = animate(model, samples, rig.template, style, device="cpu", mode="fast").vertices
+            v = animate(model, samples, rig.template, style, device="cpu").vertices
             p95.append(np.percentile(mouth_opening(v, rig.template, rig.upper_lip, rig.lower_lip), 95))
         return float(np.mean(p95)) / rig.scale * 1000  # FLAME-equivalent mm
 

@@ -31,7 +31,7 @@ def main(argv=None) -> int:
     ap.add_argument("--model", required=True)
     ap.add_argument("--recipe", required=True)
     ap.add_argument("--split", default="test")
-    ap.add_argument("--mode", default="fast", choices=["fast", "exact"])
+    ap.add_argument("--mode", default="exact", choices=["exact", "fast"])
     ap.add_argument("--shared", default=os.environ.get("CODETALKER_SHARED", "../shared"))
     ap.add_argument("--json", default=None)
     args = ap.parse_args(argv)

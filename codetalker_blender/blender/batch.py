@@ -429,7 +429,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--out", required=True, help="output folder for the movies and the summary")
     p.add_argument("--mesh", default="", help="default head: template .ply/.obj/.npy, or a .blend")
     p.add_argument("--object", default="", help="default head object name in a .blend")
-    p.add_argument("--model", default="", help="our .safetensors model")
+    p.add_argument("--model", default="", help="our .safetensors model (default: the bundled one for --mesh)")
     p.add_argument("--config", default="", help="published YAML (optional with --stage1/--stage2)")
     p.add_argument("--stage1", default="")
     p.add_argument("--stage2", default="")
@@ -472,7 +472,15 @@ def options_from_args(argv: list[str]) -> tuple[BatchOptions, argparse.Namespace
                              stage1_path=os.path.abspath(args.stage1) if args.stage1 else "",
                              stage2_path=os.path.abspath(args.stage2), dataset=dataset)
     else:
-        raise CodeTalkerError("no model: give --model, or --stage1 and --stage2 (with --config)")
+        from ..core.bundled import bundled_model_for
+
+        count = len(load_template(args.mesh)) if args.mesh and not args.mesh.endswith(".blend") else None
+        path = bundled_model_for(count)
+        if not path:
+            raise CodeTalkerError(
+                "no bundled model fits the mesh: give --model, or --stage1 and --stage2 (with --config)"
+            )
+        source = ModelSource("FILE", model_path=path)
     style = parse_style(";".join(args.style)) if args.style else None
     options = BatchOptions(
         model=source, out_dir=os.path.abspath(args.out), mesh=os.path.abspath(args.mesh) if args.mesh else "",
