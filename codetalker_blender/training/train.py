@@ -4,7 +4,10 @@ Stage 1 (the VQ motion prior): reconstruct motion through the codebook;
 L1 reconstruction + codebook loss + 0.25 * commitment, dead codes restarted
 from encoder outputs. Stage 2 (the predictor): teacher forcing, the stage-1
 autoencoder and the speech encoder frozen; loss = MSE(decoded motion) +
-MSE(predicted codes vs. the codes of the true motion), as the paper.
+MSE(predicted codes vs. the codes of the true motion), as the paper. Optional
+scheduled sampling feeds back a share of the model's own predictions instead
+of true frames (a first, gradient-free pass makes them), which keeps free
+running inference from drifting.
 
 Units: motion is trained divided by one scalar ``motion_scale`` (its RMS
 over the training set), so that the network sees numbers near 1 whatever the
@@ -50,6 +53,9 @@ class StageOptions:
     beta: float = 0.25  # stage 1 commitment weight
     reg_weight: float = 1.0  # stage 2 code regression weight
     feature_versions: int = 3  # stage 2: clean + augmented feature copies per clip
+    # Stage 2: share of fed-back frames replaced by the model's own (detached)
+    # prediction, against the drift of free-running inference (exposure bias).
+    scheduled_sampling: float = 0.0
 
 
 def training_device() -> torch.device:
@@ -207,9 +213,17 @@ def clip_features(clip: Clip, folder: str, version: int, encoder) -> np.ndarray:
     return np.load(path).astype(np.float32)
 
 
-def stage2_forward(model: CodeTalker, motion: torch.Tensor, feats50: torch.Tensor, style: torch.Tensor):
+def stage2_forward(
+    model: CodeTalker,
+    motion: torch.Tensor,
+    feats50: torch.Tensor,
+    style: torch.Tensor,
+    inputs: torch.Tensor | None = None,
+):
     """Teacher-forced prediction for motion (1, T, V*3) (normalised units) and 50 Hz features (1, N, C).
 
+    ``inputs``: the motion fed back (default: the true motion; scheduled
+    sampling passes a mix of true and predicted frames).
     Returns (decoded motion (1, T, V*3), predicted codes (1, T, fq, zd), true codes (1, T, fq, zd)).
     """
     cfg = model.cfg
@@ -220,8 +234,9 @@ def stage2_forward(model: CodeTalker, motion: torch.Tensor, feats50: torch.Tenso
                       mode="replicate").transpose(1, 2)
     memory = model.audio_feature_map(feats)
     emb = style.view(1, 1, -1)
-    # Step 0 sees the style embedding alone (as at inference), step i the true frame i-1.
-    tokens = torch.cat([emb, model.vertice_map(motion[:, :-1]) + emb], dim=1)  # (1, T, F)
+    # Step 0 sees the style embedding alone (as at inference), step i frame i-1.
+    fed = motion if inputs is None else inputs
+    tokens = torch.cat([emb, model.vertice_map(fed[:, :-1]) + emb], dim=1)  # (1, T, F)
     tokens = model.PPE(tokens)
     pos = torch.arange(t, device=motion.device)
     tgt_mask = temporal_bias(cfg.predictor.n_head, cfg.predictor.period, pos, t)
@@ -243,8 +258,14 @@ def train_stage2(
     run_dir: str,
     stage1_path: str,
     encoder_state: dict,
+    init_from: str | None = None,
+    name: str = "stage2",
 ) -> str:
-    """Train the predictor on top of a trained stage 1; returns ``stage2.pt`` in ``run_dir``."""
+    """Train the predictor on top of a trained stage 1; returns ``<name>.pt`` in ``run_dir``.
+
+    ``init_from``: a finished stage-2 file to start from (fine-tuning), with
+    its own ``<name>_last.pt`` / ``<name>_log.jsonl``.
+    """
     os.makedirs(run_dir, exist_ok=True)
     if opts.threads:
         torch.set_num_threads(opts.threads)
@@ -256,18 +277,20 @@ def train_stage2(
     model = CodeTalker(cfg)
     model.autoencoder.load_state_dict(s1["vq"])
     model.audio_encoder.load_state_dict(encoder_state)
+    if init_from:
+        model.load_state_dict(torch.load(init_from, map_location="cpu", weights_only=True)["model"])
     model.to(dev)
     for p in list(model.autoencoder.parameters()) + list(model.audio_encoder.parameters()):
         p.requires_grad_(False)
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=opts.lr, weight_decay=opts.weight_decay)
-    last = os.path.join(run_dir, "stage2_last.pt")
+    last = os.path.join(run_dir, f"{name}_last.pt")
     trainable = {k: v for k, v in model.named_children() if k not in ("autoencoder", "audio_encoder")}
     start, step = _resume(last, trainable, opt)
     train, val = clips(data, "train"), clips(data, "val")
     subject_index = {s: i for i, s in enumerate(cfg.subjects)}
     folder = features_dir(data)
-    log = os.path.join(run_dir, "stage2_log.jsonl")
+    log = os.path.join(run_dir, f"{name}_log.jsonl")
     total = opts.epochs * len(train)
     _log(log, {"event": "start", "clips": len(train), "val": len(val), "motion_scale": scale, "epoch": start,
                "device": str(dev)})
@@ -285,7 +308,14 @@ def train_stage2(
             style = model.learnable_style_emb.weight[subject_index[c.subject]]
             for g in opt.param_groups:
                 g["lr"] = _lr(opts, step, total)
-            rec, pred, z_gt = stage2_forward(model, motion, torch.from_numpy(feats)[None].to(dev), style)
+            feats_t = torch.from_numpy(feats)[None].to(dev)
+            inputs = None
+            if opts.scheduled_sampling > 0:
+                with torch.no_grad():
+                    first, _, _ = stage2_forward(model, motion, feats_t, style)
+                own = torch.rand(1, motion.shape[1], 1, device=dev) < opts.scheduled_sampling
+                inputs = torch.where(own, first, motion)
+            rec, pred, z_gt = stage2_forward(model, motion, feats_t, style, inputs)
             loss_motion = F.mse_loss(rec, motion)
             loss_reg = F.mse_loss(pred, z_gt)
             loss = loss_motion + opts.reg_weight * loss_reg
@@ -300,7 +330,7 @@ def train_stage2(
                    "val_motion_mse": val_motion, "lr": _lr(opts, step, total), "seconds": round(time.time() - t0, 1)})
         _save(last, {**{k: v.state_dict() for k, v in trainable.items()}, "optimizer": opt.state_dict(),
                      "epoch": epoch + 1, "step": step})
-    out = os.path.join(run_dir, "stage2.pt")
+    out = os.path.join(run_dir, f"{name}.pt")
     _save(out, {"model": {k: v.cpu() for k, v in model.state_dict().items()}, "motion_scale": scale})
     return out
 
