@@ -2,7 +2,8 @@
 
     codetalker animate --config stage2.yaml --stage1 s1.pth.tar --stage2 s2.pth.tar \
         --audio speech.wav --template head.ply --style F2=0.7 --style M5=0.3 --out anim.npz
-    codetalker animate --model models/codetalker.safetensors --audio speech.wav ...
+    codetalker animate --audio speech.wav --template FLAME_sample.ply --out anim.npz   (the bundled model)
+    codetalker animate --model models/codetalker_flame_synth.safetensors --audio speech.wav ...
     codetalker info FILE
 
 User mistakes print one line and exit with status 2.
@@ -46,8 +47,9 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     a = sub.add_parser("animate", help="animate a template mesh from speech")
-    src = a.add_argument_group("model (either --model, or --config with --stage1/--stage2)")
-    src.add_argument("--model", help="our format: a .safetensors model with its config")
+    src = a.add_argument_group("model (the bundled one for the template's topology, --model, "
+                               "or --config with --stage1/--stage2)")
+    src.add_argument("--model", help="our format: a .safetensors model with its config (default: bundled)")
     src.add_argument("--config", help="published stage2.yaml/demo.yaml, or our JSON config")
     src.add_argument("--stage1", help="published stage-1 (VQ autoencoder) .pth.tar")
     src.add_argument("--stage2", help="published stage-2 (predictor) .pth.tar")
@@ -83,7 +85,16 @@ def _animate(args) -> int:
     if args.model and (args.config or args.stage1 or args.stage2):
         raise ConfigError("give either --model or --config/--stage1/--stage2, not both")
     if not args.model and not args.config:
-        raise ConfigError("no model given: use --model, or --config with --stage1 and --stage2")
+        from .core.bundled import bundled_model_for
+        from .core.mesh import load_template
+
+        count = len(load_template(args.template))
+        args.model = bundled_model_for(count)
+        if not args.model:
+            raise ConfigError(
+                f"no bundled model fits a template of {count} vertices: use --model, "
+                "or --config with --stage1 and --stage2"
+            )
 
     model = load_model(model=args.model, config=args.config, stage1=args.stage1, stage2=args.stage2)
     style = parse_style_args(args.style, model.cfg.subjects)

@@ -387,3 +387,20 @@ def test_stale_curves_and_moved_start_frame(scene):
     names = {kb.name for kb in obj.data.shape_keys.key_blocks}
     assert all(bake._key_name_of(fc.data_path) in names for fc in container.fcurves)
     assert bake.bake_info(obj)["start_frame"] == 25
+
+
+def test_default_settings_bake_with_the_bundled_model(scene):
+    """Out of the box: import the FLAME template, pick a speech file, bake. No checkpoints needed."""
+    assert bpy.ops.codetalker.import_template(filepath=str(SHARED / "assets" / "flame" / "FLAME_sample.ply")) == {"FINISHED"}
+    obj = bpy.context.active_object
+    s = scene.codetalker
+    assert s.model_source == "BUNDLED"
+    s.audio_source, s.audio_path = "FILE", str(SHARED / "audio" / "arctic_a0009.wav")
+    bpy.ops.codetalker.refresh_styles()
+    assert len(s.styles) >= 4
+    assert bpy.ops.codetalker.bake() == {"FINISHED"}
+    info = bake.bake_info(obj)
+    assert abs(info["frames"] - 3.075 * scene.render.fps) <= 2
+    frames = np.stack([_evaluated(obj, f) for f in range(1, info["frames"] + 1, 3)])
+    gap = np.linalg.norm(frames[:, 3546] - frames[:, 3504], axis=1)
+    assert gap.max() - gap.min() > 3e-3  # the lips move by millimetres

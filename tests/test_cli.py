@@ -186,9 +186,10 @@ def test_missing_files_and_bad_outputs(tmp_path):
     assert rc == 2 and ".npy or .npz" in err
     rc, _, err = run_cli([*base, "--audio", VOCA / "audio.wav", "--out", tmp_path / "missing" / "o.npy"])
     assert rc == 2 and "does not exist" in err
-    rc, _, err = run_cli(["animate", "--audio", VOCA / "audio.wav", "--template", VOCA / "template.npy",
-                          "--out", tmp_path / "o.npy"])
-    assert rc == 2 and "no model given" in err
+    odd = tmp_path / "odd.npy"
+    np.save(odd, np.zeros((10, 3), np.float32))
+    rc, _, err = run_cli(["animate", "--audio", VOCA / "audio.wav", "--template", odd, "--out", tmp_path / "o.npy"])
+    assert rc == 2 and "no bundled model fits a template of 10 vertices" in err
     rc, _, err = run_cli(["info", tmp_path / "nothing.pth.tar"])
     assert rc == 2 and "not found" in err
 
@@ -237,3 +238,15 @@ def test_binary_or_broken_files_in_place_of_configs_and_models(tmp_path):
     torch.save({"state_dict": {"audio_encoder.x": torch.zeros(2), "vertice_map.weight": torch.zeros(4, 9)}}, lookalike)
     rc, out, err = run_cli(["info", lookalike])
     assert rc == 0 and "Traceback" not in err and "not a CodeTalker checkpoint" in out
+
+
+def test_main_job_uses_the_bundled_model_for_the_templates_topology(tmp_path):
+    out = tmp_path / "a.npz"
+    rc, _, err = run_cli(["animate", "--audio", SHARED / "audio" / "one_two_three.wav",
+                          "--template", SHARED / "assets" / "flame" / "FLAME_sample.ply",
+                          "--mode", "fast", "--out", out, "--quiet"])
+    assert rc == 0, err
+    data = np.load(out)
+    meta = json.loads(str(data["metadata"]))
+    assert meta["model"].endswith("codetalker_flame_synth.safetensors")
+    assert data["vertices"].shape[1] == 5023 * 3 and float(data["fps"]) == 30.0

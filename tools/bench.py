@@ -106,7 +106,8 @@ def run_mode(model, audio, style, mode: str, device: torch.device, peak: Peak) -
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--datasets", nargs="+", default=["vocaset"], choices=("vocaset", "BIWI"))
+    p.add_argument("--datasets", nargs="*", default=["vocaset"], choices=("vocaset", "BIWI"),
+                   help="published sizes to measure; give none (--datasets) for the bundled models only")
     p.add_argument("--seconds", type=float, nargs="+", default=[5.0, 20.0])
     p.add_argument("--devices", nargs="+", default=["cpu"])
     p.add_argument("--baseline-max", type=float, default=20.0, help="longest clip for the published algorithm")

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import glob
 import math
 import os
 import time
@@ -24,9 +23,11 @@ ADDON_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ACTIVE_JOB: BakeJob | None = None
 
 
-def bundled_model_path() -> str:
-    found = sorted(glob.glob(os.path.join(ADDON_DIR, "models", "*.safetensors")))
-    return found[0] if found else ""
+def bundled_model_path(vertex_count: int | None = None) -> str:
+    """The bundled model for the mesh's topology ('' when none fits)."""
+    from ..core.bundled import bundled_model_for
+
+    return bundled_model_for(vertex_count)
 
 
 def _abspath(path: str) -> str:
@@ -37,9 +38,12 @@ def model_source(settings, vertex_count: int | None) -> ModelSource:
     """The model the settings describe; raises CodeTalkerError when incomplete."""
     kind = settings.model_source
     if kind == "BUNDLED":
-        path = bundled_model_path()
+        path = bundled_model_path(vertex_count)
         if not path:
-            raise CodeTalkerError("no bundled model is installed yet; choose Published or File")
+            raise CodeTalkerError(
+                f"no bundled model fits a mesh of {vertex_count} vertices (FLAME 5023 or BIWI 23370); "
+                "choose Published or File" if vertex_count else "no bundled model is installed; choose Published or File"
+            )
         return ModelSource("FILE", model_path=path)
     if kind == "FILE":
         path = _abspath(settings.model_path)

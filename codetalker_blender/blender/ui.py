@@ -63,8 +63,9 @@ class CODETALKER_PT_main(bpy.types.Panel):
         box.label(text="Model", icon="NETWORK_DRIVE")
         box.row().prop(settings, "model_source", expand=True)
         if settings.model_source == "BUNDLED":
-            path = ops.bundled_model_path()
-            box.label(text=bpy.path.basename(path) if path else "No bundled model installed", icon="PACKAGE")
+            count = len(obj.data.vertices) if obj is not None and obj.type == "MESH" else None
+            path = ops.bundled_model_path(count)
+            box.label(text=bpy.path.basename(path) if path else "No bundled model for this mesh", icon="PACKAGE")
         elif settings.model_source == "FILE":
             box.prop(settings, "model_path", text="")
         else:

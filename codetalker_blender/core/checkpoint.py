@@ -182,6 +182,7 @@ def save_model(model, path: str | os.PathLike, dtype: torch.dtype | None = None)
         tensors = {k: v.to(dtype) if v.is_floating_point() else v for k, v in tensors.items()}
     tmp = path + ".tmp"
     save_file(tensors, tmp, metadata={CONFIG_METADATA_KEY: text})
+    os.chmod(tmp, 0o644)  # safetensors creates it owner-only; a model file is meant to be shared
     os.replace(tmp, path)
     with open(sidecar_path(path), "w", encoding="utf-8") as fh:
         fh.write(text + "\n")
