@@ -83,7 +83,8 @@ def test_converted_model_gives_the_same_animation(tmp_path):
               "--quiet"]
     assert main(["animate", "--model", str(model_path), *common, "--out", str(a)]) == 0
     assert main(["animate", *_published(VOCA), *common, "--out", str(b)]) == 0
-    assert np.array_equal(np.load(a), np.load(b))
+    # Same weights, same algorithm: equal up to float rounding (kernels may pick other SIMD paths).
+    assert np.abs(np.load(a) - np.load(b)).max() < 1e-5
     rc, out, _ = run_cli(["info", model_path])
     assert rc == 0 and "S0 S1 S2 S3" in out
 

@@ -8,7 +8,10 @@ compared with the procedural ground truth. LVE: per frame the largest
 squared lip-vertex error, averaged over frames and clips. FDD: upper-face
 dynamics deviation (ground truth minus prediction), averaged over clips.
 Both are printed in the dataset's units and in FLAME-equivalent mm^2.
-Also printed: the same metrics for a still face (the template), as a floor.
+Also printed: the same metrics for a still face (the template), as a floor,
+and the bilabial closure rate (opening under 25 % of the clip's 95th
+percentile at the middle of /p b m/, from the corpus's own phone timing),
+for the model and for the ground truth.
 """
 
 from __future__ import annotations
@@ -38,8 +41,9 @@ def main(argv=None) -> int:
 
     from codetalker_blender.core.api import animate
     from codetalker_blender.core.checkpoint import load_model_file
+    from codetalker_blender.training.corpus import read_segments
     from codetalker_blender.training.data import clips
-    from codetalker_blender.training.metrics import fdd, lve
+    from codetalker_blender.training.metrics import fdd, lve, mouth_opening
 
     model = load_model_file(args.model)
     rig = topology_rig(model.cfg.num_vertices, args.shared)
@@ -48,6 +52,15 @@ def main(argv=None) -> int:
     if not test:
         raise SystemExit(f"no {args.split} clips under {data.root}")
     mm2 = 1e6 / rig.scale**2  # dataset units^2 -> FLAME-equivalent mm^2
+    with open(os.path.join(data.root, "corpus.json"), encoding="utf-8") as fh:
+        speech = json.load(fh)["speech"]
+
+    def closures(motion, template, segs, fps):
+        op = mouth_opening(motion, template, rig.upper_lip, rig.lower_lip)
+        p95 = np.percentile(op, 95)
+        mids = [s.centre * fps for s in segs if s.symbol in ("p", "b", "m")]
+        return [bool(np.interp(f, np.arange(len(op)), op) < 0.25 * p95) for f in mids]
+
     rows = []
     for c in test:
         gt = np.load(c.vertices)[:: c.stride].reshape(-1, model.cfg.num_vertices, 3)
@@ -56,7 +69,11 @@ def main(argv=None) -> int:
         t = min(len(gt), len(pred))
         gt, pred = gt[:t], pred[:t]
         still = np.repeat(template[None], t, axis=0)
+        segs = read_segments(os.path.join(speech, "segments", c.name + ".json"))
+        fps = model.cfg.fps
         rows.append({
+            "closures": closures(pred, template, segs, fps),
+            "closures_truth": closures(gt, template, segs, fps),
             "clip": c.name,
             "frames": t,
             "lve": lve(pred, gt, rig.lip_vertices),
@@ -67,6 +84,11 @@ def main(argv=None) -> int:
     print(f"{len(rows)} {args.split} clips, mode {args.mode}")
     print(f"LVE  {mean['lve']:.3e} units^2 = {mean['lve'] * mm2:.3f} mm^2 (a still face: {mean['lve_still'] * mm2:.3f} mm^2)")
     print(f"FDD  {mean['fdd']:.3e} units^2 = {mean['fdd'] * mm2:.4f} mm^2")
+    hits = sum(sum(r["closures"]) for r in rows)
+    truth = sum(sum(r["closures_truth"]) for r in rows)
+    total = sum(len(r["closures"]) for r in rows)
+    mean["closure_rate"] = hits / max(total, 1)
+    print(f"bilabial closures: model {hits}/{total} = {hits / max(total, 1):.0%}, ground truth {truth}/{total}")
     if args.json:
         with open(args.json, "w", encoding="utf-8") as fh:
             json.dump({"model": args.model, "split": args.split, "mode": args.mode, "mean": mean,
