@@ -129,9 +129,12 @@ def test_command_line_with_a_csv_job_list(clips, tmp_path):
     assert len(frames) == 6 and sorted(streams) == [("audio", "aac"), ("video", "h264")]
     rows = (out / "summary.csv").read_text().splitlines()
     assert rows[1].startswith("shot_010,") and ",done," in rows[1] and ",failed," in rows[2]
+    odd = tmp_path / "odd.npy"
+    np.save(odd, np.zeros((10, 3), np.float32))
     usage = subprocess.run([sys.executable, str(REPO / "codetalker_blender" / "batch_render.py"), "--jobs",
-                            str(jobs), "--out", str(out)], capture_output=True, text=True, timeout=300)
-    assert usage.returncode == 2 and "no model" in usage.stderr
+                            str(jobs), "--out", str(out), "--mesh", str(odd)], capture_output=True, text=True,
+                           timeout=300)
+    assert usage.returncode == 2 and "no bundled model fits the mesh" in usage.stderr
 
 
 def test_job_lists(tmp_path):

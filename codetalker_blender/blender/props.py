@@ -32,10 +32,10 @@ class CODETALKER_PG_settings(bpy.types.PropertyGroup):
 
     model_source: EnumProperty(
         name="Model",
-        items=[("BUNDLED", "Bundled", "The model that ships with the extension"),
+        items=[("BUNDLED", "Bundled", "The model that ships with the extension for the mesh's topology"),
                ("PUBLISHED", "Published", "Published CodeTalker checkpoints (vocaset or BIWI)"),
                ("FILE", "File", "A model in our safetensors format")],
-        default="PUBLISHED")
+        default="BUNDLED")
     stage1_path: StringProperty(name="Stage 1", subtype="FILE_PATH", description="Stage-1 (VQ autoencoder) .pth.tar")
     stage2_path: StringProperty(name="Stage 2", subtype="FILE_PATH", description="Stage-2 (predictor) .pth.tar")
     config_path: StringProperty(name="Config", subtype="FILE_PATH",
