@@ -25,10 +25,9 @@ import torch.nn.functional as F
 from .audio import SAMPLE_RATE
 from .config import WAV2VEC2_FEATURE_RATE, TimingConfig
 from .errors import AudioError
-from .whisper import WINDOW_SECONDS, WhisperEncoder
+from .whisper import SAMPLES_PER_FEATURE, WINDOW_SECONDS, WhisperEncoder
 
 HOP = int(SAMPLE_RATE / WAV2VEC2_FEATURE_RATE)  # 320 samples per 50 Hz feature
-SAMPLES_PER_FEATURE_WHISPER = HOP
 
 
 @dataclass(frozen=True)
@@ -168,7 +167,7 @@ def whisper_features(encoder: WhisperEncoder, audio: torch.Tensor, chunking: Chu
     if n_feat < 1:
         raise AudioError("the audio is too short to encode (under 20 ms)")
     audio = audio.to(device=device, dtype=torch.float32) * WHISPER_LEVEL
-    hop = SAMPLES_PER_FEATURE_WHISPER
+    hop = SAMPLES_PER_FEATURE
     if audio.numel() <= int(WINDOW_SECONDS * SAMPLE_RATE):
         return encoder.encode_window(audio)
     window, ctx = int(chunking.window * WAV2VEC2_FEATURE_RATE), int(chunking.context * WAV2VEC2_FEATURE_RATE)
