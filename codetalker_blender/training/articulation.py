@@ -197,11 +197,11 @@ def field_coefficients(
     coeffs[:, FIELDS.index("spread")] = lip * spread
     coeffs[:, FIELDS.index("press")] = close * min(1.5, 0.5 + 0.5 * style.lips)
     coeffs[:, FIELDS.index("labio")] = min(1.3, lip) * labio
-    coeffs[:, FIELDS.index("brow")] = style.brow * jitter[2] * brow_track(segments, times, rng)
+    coeffs[:, FIELDS.index("brow")] = style.brow * jitter[2] * brow_track(segments, times, fps, rng)
     return coeffs
 
 
-def brow_track(segments: list[Segment], times: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+def brow_track(segments: list[Segment], times: np.ndarray, fps: float, rng: np.random.Generator) -> np.ndarray:
     """Small upper-face motion: lifts on stressed vowels plus slow drift while speaking, 0..~1."""
     speaking = np.zeros_like(times)
     pulses = np.zeros_like(times)
@@ -210,7 +210,6 @@ def brow_track(segments: list[Segment], times: np.ndarray, rng: np.random.Genera
             speaking[(times >= s.start) & (times < s.end)] = 1.0
             if s.stressed and s.symbol in PHONEMES and PHONEMES[s.symbol][1] >= 0.6 and rng.random() < 0.5:
                 pulses += rng.uniform(0.3, 0.8) * np.exp(-0.5 * ((times - s.centre) / 0.12) ** 2)
-    fps = 1.0 / max(times[1] - times[0], 1e-6) if len(times) > 1 else 30.0
     drift = _smooth(rng.normal(size=(len(times), 1)), 0.4 * fps)[:, 0]
     drift = 0.25 * (drift - drift.min()) / max(np.ptp(drift), 1e-9)
     speaking = _smooth(speaking[:, None], 0.15 * fps)[:, 0]

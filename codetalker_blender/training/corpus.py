@@ -136,7 +136,7 @@ def make_motion(speech: str, out: str, rig: Rig, fps: float, topology: str, seed
     for name, info in manifest["clips"].items():
         segs = read_segments(os.path.join(speech, "segments", name + ".json"))
         frames = int(round(info["seconds"] * fps))
-        rng = np.random.default_rng([seed, abs(hash_name(name))])
+        rng = np.random.default_rng([seed, hash_name(name)])
         coeffs = field_coefficients(segs, frames, fps, styles[info["speaker"]], rng)
         verts = base + rig.displacements(coeffs)
         np.save(os.path.join(out, "vertices_npy", name + ".npy"), verts.astype(np.float32))
@@ -196,12 +196,25 @@ def augment(audio: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return np.clip(x, -1, 1).astype(np.float32)
 
 
-def make_features(speech: str, encoder, versions: int, seed: int, log=print) -> None:
-    """Cache 50 Hz speech features of every clip: version 0 clean, the others augmented."""
+def feature_path(folder: str, name: str, version: int) -> str:
+    """Where version ``version`` (0 clean, others augmented) of a clip's cached features lives."""
+    return os.path.join(folder, f"{name}.aug{version}.npy")
+
+
+def save_speech_features(encoder, samples: np.ndarray, path: str) -> None:
+    """50 Hz speech features of 16 kHz samples, computed as the model does, saved as float16 (N, C)."""
     import torch
 
-    from ..core.audio import load_audio
     from ..core.audio_encoder import normalise, whisper_features
+
+    with torch.no_grad():
+        feats = whisper_features(encoder, normalise(torch.from_numpy(samples)))
+    np.save(path, feats[0].cpu().numpy().astype(np.float16))
+
+
+def make_features(speech: str, encoder, versions: int, seed: int, log=print) -> None:
+    """Cache 50 Hz speech features of every clip: version 0 clean, the others augmented."""
+    from ..core.audio import load_audio
 
     folder = os.path.join(speech, "features")
     os.makedirs(folder, exist_ok=True)
@@ -209,12 +222,10 @@ def make_features(speech: str, encoder, versions: int, seed: int, log=print) -> 
     for n, name in enumerate(names):
         audio = load_audio(os.path.join(speech, "wav", name + ".wav"))
         for k in range(versions):
-            path = os.path.join(folder, f"{name}.aug{k}.npy")
+            path = feature_path(folder, name, k)
             if os.path.exists(path):
                 continue
             x = audio if k == 0 else augment(audio, np.random.default_rng([seed, hash_name(name), k]))
-            with torch.no_grad():
-                feats = whisper_features(encoder, normalise(torch.from_numpy(x)))
-            np.save(path, feats[0].cpu().numpy().astype(np.float16))
+            save_speech_features(encoder, x, path)
         if (n + 1) % 50 == 0:
             log(f"features: {n + 1}/{len(names)} clips")

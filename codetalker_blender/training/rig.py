@@ -63,8 +63,8 @@ def edges_from_faces(faces: np.ndarray) -> np.ndarray:
     return np.unique(e, axis=0)
 
 
-def harmonic(n: int, edges: np.ndarray, fixed: dict[int, float] | tuple[np.ndarray, np.ndarray]) -> np.ndarray:
-    """Weights (n,) that equal ``fixed`` on the given vertices and are harmonic elsewhere.
+def harmonic(n: int, edges: np.ndarray, fixed: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    """Weights (n,) equal to ``fixed = (indices, values)`` there and harmonic elsewhere.
 
     Uniform graph Laplacian; vertices in components with no fixed vertex get 0.
     """

@@ -33,10 +33,11 @@ import torch
 import torch.nn.functional as F
 
 from ..core.audio import load_audio
-from ..core.audio_encoder import normalise, to_feature_rate, whisper_features
-from ..core.config import ModelConfig
-from ..core.predictor import CodeTalker, alignment_mask, temporal_bias
+from ..core.audio_encoder import frame_count, to_feature_rate
+from ..core.config import WAV2VEC2_FEATURE_RATE, ModelConfig
+from ..core.predictor import CodeTalker
 from ..core.vqvae import VQAutoEncoder
+from .corpus import feature_path, save_speech_features
 from .data import Clip, DataConfig, clips, features_dir
 
 
@@ -203,13 +204,12 @@ def evaluate_stage1(vq: VQAutoEncoder, val: list[Clip], scale: float) -> float:
 
 def clip_features(clip: Clip, folder: str, version: int, encoder) -> np.ndarray:
     """Cached 50 Hz features of one clip (version 0 clean); computed and cached if missing."""
-    path = os.path.join(folder, f"{clip.name}.aug{version}.npy")
+    path = feature_path(folder, clip.name, version)
     if not os.path.exists(path):
         if version != 0:
             return clip_features(clip, folder, 0, encoder)
         os.makedirs(folder, exist_ok=True)
-        feats = whisper_features(encoder, normalise(torch.from_numpy(load_audio(clip.wav))))
-        np.save(path, feats[0].cpu().numpy().astype(np.float16))
+        save_speech_features(encoder, load_audio(clip.wav), path)
     return np.load(path).astype(np.float32)
 
 
@@ -237,12 +237,7 @@ def stage2_forward(
     # Step 0 sees the style embedding alone (as at inference), step i frame i-1.
     fed = motion if inputs is None else inputs
     tokens = torch.cat([emb, model.vertice_map(fed[:, :-1]) + emb], dim=1)  # (1, T, F)
-    tokens = model.PPE(tokens)
-    pos = torch.arange(t, device=motion.device)
-    tgt_mask = temporal_bias(cfg.predictor.n_head, cfg.predictor.period, pos, t)
-    mem_mask = alignment_mask(t, memory.shape[1], cfg.timing.feats_per_frame, motion.device)
-    out = model.transformer_decoder(tokens, memory, tgt_mask=tgt_mask, memory_mask=mem_mask)
-    pred = model.feat_map(out).view(1, t, cfg.vq.face_quan_num, cfg.vq.zquant_dim)
+    pred = model.predictor_step_full(model.PPE(tokens), memory).view(1, t, cfg.vq.face_quan_num, cfg.vq.zquant_dim)
     ae = model.autoencoder
     with torch.no_grad():
         z_gt = ae.encode(motion)
@@ -337,12 +332,12 @@ def train_stage2(
 
 def _aligned_crop(m: np.ndarray, feats: np.ndarray, cfg: ModelConfig, max_frames: int, rng) -> tuple:
     """Crop motion (T, D) and 50 Hz features (N, C) to the same stretch of time."""
-    fps = cfg.timing.fps
-    t = min(len(m), int(len(feats) / 50.0 * fps) if cfg.timing.resamples_features else len(feats) // cfg.timing.feats_per_frame)
+    fps, rate = cfg.timing.fps, WAV2VEC2_FEATURE_RATE
+    t = min(len(m), frame_count(len(feats), cfg.timing))
     m = m[:t]
     sl = _crop(t, max_frames, rng)
-    a = int(round(sl.start / fps * 50.0))
-    b = min(len(feats), max(a + 1, int(round(sl.stop / fps * 50.0))))
+    a = int(round(sl.start / fps * rate))
+    b = min(len(feats), max(a + 1, int(round(sl.stop / fps * rate))))
     return m[sl], feats[a:b]
 
 
