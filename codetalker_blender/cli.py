@@ -84,11 +84,13 @@ def _animate(args) -> int:
         raise ConfigError(f"output folder does not exist: {os.path.dirname(out)}")
     if args.model and (args.config or args.stage1 or args.stage2):
         raise ConfigError("give either --model or --config/--stage1/--stage2, not both")
+    template = args.template
     if not args.model and not args.config:
         from .core.bundled import bundled_model_for
         from .core.mesh import load_template
 
-        count = len(load_template(args.template))
+        template = load_template(args.template)  # read once: its size picks the model
+        count = len(template)
         args.model = bundled_model_for(count)
         if not args.model:
             raise ConfigError(
@@ -100,7 +102,7 @@ def _animate(args) -> int:
     style = parse_style_args(args.style, model.cfg.subjects)
     progress = _Progress(not args.quiet)
     t0 = time.perf_counter()
-    result = animate(model, args.audio, args.template, style, device=args.device, mode=args.mode, progress=progress)
+    result = animate(model, args.audio, template, style, device=args.device, mode=args.mode, progress=progress)
     elapsed = time.perf_counter() - t0
 
     frames = result.vertices.reshape(result.vertices.shape[0], -1).astype(np.float32)

@@ -17,7 +17,8 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from codetalker_blender.core import CodeTalkerError, load_model  # noqa: E402
-from codetalker_blender.core.checkpoint import save_model, sidecar_path  # noqa: E402
+from codetalker_blender.core.checkpoint import save_model  # noqa: E402
+from codetalker_blender.core.config import sidecar_path  # noqa: E402
 
 
 def main(argv=None) -> int:

@@ -457,6 +457,11 @@ def options_from_args(argv: list[str]) -> tuple[BatchOptions, argparse.Namespace
     from ..core.mesh import TOPOLOGY_DATASETS, load_template
 
     args = parse_args(argv)
+
+    def mesh_vertex_count() -> int | None:
+        """Vertices of the --mesh template (None for a .blend head or no mesh)."""
+        return len(load_template(args.mesh)) if args.mesh and not args.mesh.endswith(".blend") else None
+
     if "#" in os.path.abspath(args.out):
         raise CodeTalkerError("the output folder's path must not contain '#' (Blender reads it as a frame number)")
     if args.model:
@@ -464,8 +469,7 @@ def options_from_args(argv: list[str]) -> tuple[BatchOptions, argparse.Namespace
     elif args.stage2:
         dataset = args.dataset
         if not args.config and not dataset:
-            count = len(load_template(args.mesh)) if args.mesh and not args.mesh.endswith(".blend") else 0
-            dataset = TOPOLOGY_DATASETS.get(count, "")
+            dataset = TOPOLOGY_DATASETS.get(mesh_vertex_count(), "")
             if not dataset:
                 raise CodeTalkerError("give --config or --dataset, unless --mesh is a FLAME or BIWI template")
         source = ModelSource("PUBLISHED", config_path=os.path.abspath(args.config) if args.config else "",
@@ -474,8 +478,7 @@ def options_from_args(argv: list[str]) -> tuple[BatchOptions, argparse.Namespace
     else:
         from ..core.bundled import bundled_model_for
 
-        count = len(load_template(args.mesh)) if args.mesh and not args.mesh.endswith(".blend") else None
-        path = bundled_model_for(count)
+        path = bundled_model_for(mesh_vertex_count())
         if not path:
             raise CodeTalkerError(
                 "no bundled model fits the mesh: give --model, or --stage1 and --stage2 (with --config)"

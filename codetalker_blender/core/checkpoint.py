@@ -163,10 +163,6 @@ def load_published(cfg: ModelConfig, stage1_path: str | os.PathLike, stage2_path
 # --------------------------------------------------------------------------- our format
 
 
-def sidecar_path(path: str | os.PathLike) -> str:
-    return os.path.splitext(os.fspath(path))[0] + ".json"
-
-
 def save_model(model, path: str | os.PathLike, dtype: torch.dtype | None = None) -> None:
     """Write ``model`` as safetensors with its config (metadata and sidecar JSON).
 
@@ -184,7 +180,7 @@ def save_model(model, path: str | os.PathLike, dtype: torch.dtype | None = None)
     save_file(tensors, tmp, metadata={CONFIG_METADATA_KEY: text})
     os.chmod(tmp, 0o644)  # safetensors creates it owner-only; a model file is meant to be shared
     os.replace(tmp, path)
-    with open(sidecar_path(path), "w", encoding="utf-8") as fh:
+    with open(config_mod.sidecar_path(path), "w", encoding="utf-8") as fh:
         fh.write(text + "\n")
 
 

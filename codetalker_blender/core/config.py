@@ -423,6 +423,11 @@ def load_config(path: str | os.PathLike) -> tuple[ModelConfig, dict[str, str]]:
     return from_published_yaml(path)
 
 
+def sidecar_path(path: str | os.PathLike) -> str:
+    """The JSON config written beside one of our safetensors models."""
+    return os.path.splitext(os.fspath(path))[0] + ".json"
+
+
 def config_from_model_file(path: str | os.PathLike) -> ModelConfig:
     """The config stored with one of our safetensors models: its metadata, else the sidecar JSON.
 
@@ -432,7 +437,7 @@ def config_from_model_file(path: str | os.PathLike) -> ModelConfig:
     if not os.path.isfile(path):
         raise ConfigError(f"model file not found: {path}")
     text = read_safetensors_metadata(path).get(CONFIG_METADATA_KEY)
-    sidecar = os.path.splitext(path)[0] + ".json"
+    sidecar = sidecar_path(path)
     if text is None and os.path.isfile(sidecar):
         with open(sidecar, encoding="utf-8", errors="replace") as fh:
             text = fh.read()
