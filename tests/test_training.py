@@ -73,6 +73,82 @@ def test_alignment_symbols_become_segments():
     assert segs[-1].end == pytest.approx(0.52)
 
 
+def test_espeak_events_become_piper_like_segments():
+    from codetalker_blender.training.espeak import phones_to_segments, stop_closures
+
+    events = [("m", 0.1), ("ˈaɪ", 0.2), ("", 0.4), ("p", 0.6), ("iː", 0.7), ("", 0.8)]
+    segs = phones_to_segments(events, 1.0)
+    assert [(s.symbol, s.stressed) for s in segs] == [("sil", False), ("m", False), ("a", True), ("ɪ", False),
+                                                      ("sil", False), ("p", False), ("i", False), ("sil", False)]
+    assert segs[2].start == pytest.approx(0.2) and segs[2].end == pytest.approx(0.3) == segs[3].start
+    assert segs[-1].end == pytest.approx(1.0)
+    assert [s.symbol for s in phones_to_segments([("t", 0.0), ("", 0.05), ("i", 0.1)], 0.2)] == ["t", " ", "i"]
+
+    # A voiceless stop starts where its closure silence starts, not before the previous phoneme.
+    sr = 16000
+    audio = np.full(sr, 0.1, np.float32)
+    audio[int(0.5 * sr): int(0.56 * sr)] = 0.0  # 60 ms closure before the burst at 0.56 s
+    moved = stop_closures([("ɑ", 0.3), ("p", 0.56), ("ɑ", 0.6)], audio, sr)
+    assert moved[1][0] == "p" and moved[1][1] == pytest.approx(0.5, abs=0.006)
+    assert moved[0] == ("ɑ", 0.3) and moved[2] == ("ɑ", 0.6)
+    audio[:] = 0.0
+    assert stop_closures([("ɑ", 0.5), ("t", 0.56)], audio, sr)[1][1] >= 0.5
+
+
+def test_espeak_speech_has_timed_bilabials():
+    from codetalker_blender.training.espeak import Espeak
+
+    engine = Espeak()
+    audio, segs = engine.synthesize("Bob may pop a bubble.", "en-us+f2", 170, 50)
+    total = audio.size / engine.sample_rate
+    assert 1.0 < total < 4.0 and np.abs(audio).max() > 0.05
+    assert segs[0].start == 0.0 and segs[-1].end == pytest.approx(total)
+    assert all(a.end == pytest.approx(b.start) for a, b in zip(segs, segs[1:]))
+    assert [s.symbol for s in segs if s.symbol in "pbm" and len(s.symbol) == 1] == list("bbmppbb")
+
+    def rms(s):
+        x = audio[int(s.start * engine.sample_rate): int(s.end * engine.sample_rate)]
+        return float(np.sqrt(np.mean(x**2)))
+
+    vowels = [rms(s) for s in segs if s.symbol in "ɑeɪʌə"]
+    stops = [rms(s) for s in segs if s.symbol in "pb"]
+    assert np.median(stops) < 0.5 * np.median(vowels)  # the lips are shut for most of a stop: quiet
+    with pytest.raises(ValueError, match="no voice"):
+        engine.synthesize("hello", "xx-nothing", 170, 50)
+
+
+def test_corpus_from_both_synthesisers_extends_without_remaking(tmp_path, flame_rig):
+    import os
+
+    from codetalker_blender.training import corpus
+
+    speech, out = str(tmp_path / "speech"), str(tmp_path / "flame")
+    speakers = art.SPEAKERS[:1]
+    first = corpus.make_speech(speech, 1, seed=3, speakers=speakers, espeak_per_speaker=1, log=lambda m: None)
+    names = sorted(first["clips"])
+    assert names == ["Synth_broad_sentence001", "Synth_broad_sentence002"]
+    assert "length_scale" in first["clips"][names[0]] and first["clips"][names[1]]["voice"].startswith("espeak-ng")
+    corpus.make_motion(speech, out, flame_rig, 30.0, "flame", seed=3, log=lambda m: None)
+    for name in names:
+        segs = corpus.read_segments(os.path.join(speech, "segments", name + ".json"))
+        seconds = first["clips"][name]["seconds"]
+        assert segs[0].symbol == "sil" and segs[-1].end == pytest.approx(seconds, abs=1e-4)
+        assert any(s.symbol in "pbm" for s in segs)  # the grammar is rich in bilabials
+        v = np.load(os.path.join(out, "vertices_npy", name + ".npy"))
+        assert v.shape == (round(seconds * 30), 5023 * 3)
+    before = {n: os.path.getmtime(os.path.join(out, "vertices_npy", n + ".npy")) for n in names}
+    wav_before = open(os.path.join(speech, "wav", names[0] + ".wav"), "rb").read()
+
+    # One more espeak-ng clip: the others are kept as they were.
+    second = corpus.make_speech(speech, 1, seed=3, speakers=speakers, espeak_per_speaker=2, log=lambda m: None)
+    assert sorted(second["clips"]) == names + ["Synth_broad_sentence003"]
+    assert open(os.path.join(speech, "wav", names[0] + ".wav"), "rb").read() == wav_before
+    corpus.make_motion(speech, out, flame_rig, 30.0, "flame", seed=3, log=lambda m: None)
+    assert {n: os.path.getmtime(os.path.join(out, "vertices_npy", n + ".npy")) for n in names} == before
+    assert os.path.exists(os.path.join(out, "vertices_npy", "Synth_broad_sentence003.npy"))
+    assert not [f for f in os.listdir(os.path.join(out, "vertices_npy")) if "part" in f]
+
+
 def test_coarticulation_closes_bilabials_opens_vowels_and_rests_in_silence():
     S = art.Segment
     segs = [S("sil", 0, 0.3), S("a", 0.3, 0.45), S("b", 0.45, 0.52), S("a", 0.52, 0.7), S("sil", 0.7, 1.2)]
@@ -108,6 +184,8 @@ def test_clip_names_and_splits(tmp_path):
     train_clips = clips(cfg, "train")
     assert [c.name for c in train_clips] == ["A_sentence01", "A_sentence02", "B_sentence01"]
     assert [c.name for c in clips(cfg, "val")] == ["A_sentence03"]
+    several = DataConfig(str(tmp_path), ("A", "B"), splits={"train": [[1, 1], [3, 9]]})
+    assert [c.name for c in clips(several, "train")] == ["A_sentence01", "A_sentence03", "B_sentence01"]
     m = train_clips[2].motion()
     assert m.shape == (3, 6) and np.allclose(m, 0.0)  # every second frame, minus B's template (ones)
 
@@ -227,13 +305,16 @@ def test_recipes_make_valid_configs(name):
     from conftest import REPO
 
     sys.path.insert(0, str(REPO))
-    from tools.train import data_config, load_recipe, model_config
+    from tools.train import data_config, load_recipe, model_config, stage_options
 
     recipe = load_recipe(str(REPO / "configs" / f"{name}.yaml"))
     cfg, data = model_config(recipe), data_config(recipe)
     assert cfg.audio_encoder == "whisper" and cfg.subjects == data.subjects
     assert cfg.num_vertices in (5023, 23370)
     assert set(data.splits) == {"train", "val", "test"}
+    for key in ("stage1", "stage2", "stage2_finetune"):  # every stage section makes valid options
+        if key in recipe:
+            assert stage_options(recipe, key).epochs > 0 and stage_options(recipe, key, epochs=2).epochs == 2
     from codetalker_blender.core.checkpoint import build_empty
 
     model = build_empty(cfg)  # every size builds (on the meta device)

@@ -1,6 +1,6 @@
 """Build the synthetic training corpus: speech, cached speech features, FLAME and BIWI motion.
 
-    .venv/bin/python tools/make_corpus.py --out data/synth --per-speaker 70 --seed 1
+    .venv/bin/python tools/make_corpus.py --out data/synth --per-speaker 60 --espeak-per-speaker 24 --seed 1
 
 Writes ``<out>/speech`` (wav + timed phones + features) and ``<out>/flame``,
 ``<out>/biwi`` in the published VOCASET/BIWI layout (see
@@ -26,7 +26,9 @@ TOPOLOGIES = {"flame": 30.0, "biwi": 25.0}
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default="data/synth")
-    ap.add_argument("--per-speaker", type=int, default=70, help="utterances per synthetic speaker")
+    ap.add_argument("--per-speaker", type=int, default=60, help="Piper utterances per synthetic speaker")
+    ap.add_argument("--espeak-per-speaker", type=int, default=24,
+                    help="espeak-ng utterances per synthetic speaker (numbered after the Piper ones)")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--feature-versions", type=int, default=3, help="clean + augmented copies per clip")
     ap.add_argument("--topologies", nargs="+", default=list(TOPOLOGIES), choices=list(TOPOLOGIES))
@@ -40,16 +42,13 @@ def main(argv=None) -> int:
     torch.manual_seed(args.seed)
     speech = os.path.join(args.out, "speech")
     t0 = time.time()
-    if not os.path.exists(os.path.join(speech, "speech.json")):
-        corpus.make_speech(speech, args.per_speaker, args.seed)
+    corpus.make_speech(speech, args.per_speaker, args.seed, espeak_per_speaker=args.espeak_per_speaker)
     print(f"[{time.time() - t0:6.0f}s] speech ready")
     encoder = load_whisper_encoder(args.whisper or default_ct2_path())
     corpus.make_features(speech, encoder, args.feature_versions, args.seed)
     print(f"[{time.time() - t0:6.0f}s] features ready")
     for topo in args.topologies:
         out = os.path.join(args.out, topo)
-        if os.path.exists(os.path.join(out, "corpus.json")):
-            continue
         corpus.make_motion(speech, out, rig.rig_for_topology(topo, args.shared), TOPOLOGIES[topo], topo, args.seed)
         print(f"[{time.time() - t0:6.0f}s] {topo} motion ready")
     return 0

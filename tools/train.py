@@ -53,6 +53,16 @@ def data_config(recipe: dict):
     return DataConfig(**d)
 
 
+def stage_options(recipe: dict, key: str, epochs: int | None = None):
+    """The StageOptions of the recipe's section ``key`` (``epochs`` overrides its own)."""
+    from codetalker_blender.training import train
+
+    opts = dict(recipe[key] or {})
+    if epochs is not None:
+        opts["epochs"] = epochs
+    return train.StageOptions(**opts)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("step", choices=["stage1", "stage2", "finetune", "export"])
@@ -73,10 +83,7 @@ def main(argv=None) -> int:
         key = "stage2_finetune" if args.step == "finetune" else args.step
         if key not in recipe:
             raise SystemExit(f"{args.recipe} has no {key} section")
-        opts = dict(recipe[key] or {})
-        if args.epochs is not None:
-            opts["epochs"] = args.epochs
-        opts = train.StageOptions(**opts)
+        opts = stage_options(recipe, key, args.epochs)
     if args.step == "stage1":
         path = train.train_stage1(cfg, data, opts, run_dir)
     elif args.step in ("stage2", "finetune"):

@@ -13,8 +13,11 @@ Layout, as the published training code expects for VOCASET / BIWI::
 Speech comes from the Piper voice ``en_US-joe-medium`` (with phoneme
 alignments), made into several voices by resampling (pitch and vocal-tract
 length move together; timing is rescaled exactly), at several speaking
-rates. Augmented copies of each clip (noise, reverberation, band limits,
-level) only exist as cached features.
+rates, and from espeak-ng voice variants (:mod:`.espeak`: other formants and
+pitch, a different synthesiser), numbered after the Piper clips of each
+speaker. Augmented copies of each clip (noise, reverberation, band limits,
+level) only exist as cached features. Every step skips what exists, so a
+corpus can be extended (more espeak-ng clips) without remaking the rest.
 """
 
 from __future__ import annotations
@@ -75,6 +78,28 @@ def make_utterance(voice, text: str, style: SpeakerStyle, rng: np.random.Generat
     # Playing sr-rate samples at sr * k: durations shrink by k, pitch rises by k.
     audio = resample(audio, sr * k, SAMPLE_RATE)
     segs = [Segment(s.symbol, s.start / k, s.end / k, s.stressed) for s in segs]
+    return _pad_and_level(audio, segs, rng, {"text": text, "length_scale": length, "voice_factor": k})
+
+
+# espeak-ng voice variants for English (US), male and female (see espeak-ng-data/voices/!v)
+ESPEAK_VOICES = ("en-us+m1", "en-us+m2", "en-us+m3", "en-us+m4", "en-us+m5", "en-us+m6", "en-us+m7",
+                 "en-us+f1", "en-us+f2", "en-us+f3", "en-us+f4", "en-us+f5", "en-us+Andy", "en-us+Lee",
+                 "en-us+Mike", "en-us+Annie", "en-us+linda", "en-us+max")
+
+
+def make_espeak_utterance(engine, text: str, style: SpeakerStyle, rng: np.random.Generator):
+    """Like :func:`make_utterance`, with a random espeak-ng voice, rate and pitch."""
+    voice = ESPEAK_VOICES[int(rng.integers(len(ESPEAK_VOICES)))]
+    rate = int(rng.uniform(150, 200) / style.tempo)  # words per minute
+    pitch = int(rng.uniform(25, 75))
+    audio, segs = engine.synthesize(text, voice, rate, pitch, int(rng.uniform(30, 70)))
+    audio = resample(audio, engine.sample_rate, SAMPLE_RATE)
+    return _pad_and_level(audio, segs, rng, {"text": text, "voice": f"espeak-ng {voice}", "rate_wpm": rate,
+                                             "pitch": pitch})
+
+
+def _pad_and_level(audio: np.ndarray, segs: list[Segment], rng: np.random.Generator, info: dict):
+    """Silence of random length around the speech, peak at 0.5; segments shifted to match."""
     lead, tail = rng.uniform(0.15, 0.7), rng.uniform(0.15, 0.7)
     audio = np.concatenate([np.zeros(int(lead * SAMPLE_RATE), np.float32), audio,
                             np.zeros(int(tail * SAMPLE_RATE), np.float32)])
@@ -83,7 +108,7 @@ def make_utterance(voice, text: str, style: SpeakerStyle, rng: np.random.Generat
     segs.append(Segment("sil", segs[-1].end, total))
     peak = np.abs(audio).max()
     audio = audio * (0.5 / peak if peak > 0 else 1.0)
-    return audio, segs, {"text": text, "length_scale": length, "voice_factor": k, "lead": lead, "tail": tail}
+    return audio, segs, dict(info, lead=lead, tail=tail)
 
 
 def clip_name(subject: str, index: int) -> str:
@@ -96,26 +121,46 @@ def write_wav(path: str, audio: np.ndarray) -> None:
     sf.write(path, np.clip(audio, -1, 1), SAMPLE_RATE, subtype="PCM_16")
 
 
-def make_speech(out: str, per_speaker: int, seed: int, speakers=SPEAKERS, log=print) -> dict:
-    """Synthesise ``per_speaker`` utterances for each speaker style into ``out``."""
+def make_speech(out: str, per_speaker: int, seed: int, speakers=SPEAKERS, espeak_per_speaker: int = 0,
+                log=print) -> dict:
+    """Synthesise utterances for each speaker style into ``out``: ``per_speaker`` by Piper
+    (sentences 1..per_speaker), then ``espeak_per_speaker`` by espeak-ng (the numbers after).
+
+    Clips already in ``out`` (files and manifest entry) are kept as they are.
+    """
     os.makedirs(os.path.join(out, "wav"), exist_ok=True)
     os.makedirs(os.path.join(out, "segments"), exist_ok=True)
-    voice = load_piper()
-    manifest = {"seed": seed, "voice": "en_US-joe-medium (Piper)", "speakers": [asdict(s) for s in speakers],
-                "clips": {}}
+    manifest_path = os.path.join(out, "speech.json")
+    manifest = {"seed": seed, "voice": "en_US-joe-medium (Piper); espeak-ng variants after the Piper clips",
+                "speakers": [asdict(s) for s in speakers], "clips": {}}
+    if os.path.exists(manifest_path):
+        with open(manifest_path, encoding="utf-8") as fh:
+            manifest["clips"] = json.load(fh)["clips"]
+    piper = espeak = None
     for si, style in enumerate(speakers):
-        for i in range(1, per_speaker + 1):
+        for i in range(1, per_speaker + espeak_per_speaker + 1):
             name = clip_name(f"Synth_{style.name}", i)
+            wav, seg = os.path.join(out, "wav", name + ".wav"), os.path.join(out, "segments", name + ".json")
+            if name in manifest["clips"] and os.path.exists(wav) and os.path.exists(seg):
+                continue
             rng = np.random.default_rng([seed, si, i])
             text = utterance(rng)
-            audio, segs, info = make_utterance(voice, text, style, rng)
-            write_wav(os.path.join(out, "wav", name + ".wav"), audio)
-            with open(os.path.join(out, "segments", name + ".json"), "w", encoding="utf-8") as fh:
+            if i <= per_speaker:
+                piper = piper or load_piper()
+                audio, segs, info = make_utterance(piper, text, style, rng)
+            else:
+                if espeak is None:
+                    from .espeak import Espeak
+
+                    espeak = Espeak()
+                audio, segs, info = make_espeak_utterance(espeak, text, style, rng)
+            write_wav(wav, audio)
+            with open(seg, "w", encoding="utf-8") as fh:
                 json.dump([[s.symbol, round(s.start, 5), round(s.end, 5), s.stressed] for s in segs], fh,
                           ensure_ascii=False)
             manifest["clips"][name] = dict(info, speaker=style.name, seconds=audio.size / SAMPLE_RATE)
-        log(f"speech: {style.name} done ({per_speaker} clips)")
-    with open(os.path.join(out, "speech.json"), "w", encoding="utf-8") as fh:
+        log(f"speech: {style.name} done ({per_speaker} Piper + {espeak_per_speaker} espeak-ng clips)")
+    with open(manifest_path, "w", encoding="utf-8") as fh:
         json.dump(manifest, fh, indent=1, ensure_ascii=False)
     return manifest
 
@@ -133,13 +178,19 @@ def make_motion(speech: str, out: str, rig: Rig, fps: float, topology: str, seed
     os.makedirs(os.path.join(out, "wav"), exist_ok=True)
     os.makedirs(os.path.join(out, "vertices_npy"), exist_ok=True)
     base = rig.template.reshape(1, -1)
+    made = 0
     for name, info in manifest["clips"].items():
+        target = os.path.join(out, "vertices_npy", name + ".npy")
+        if os.path.exists(target):
+            continue
+        made += 1
         segs = read_segments(os.path.join(speech, "segments", name + ".json"))
         frames = int(round(info["seconds"] * fps))
         rng = np.random.default_rng([seed, hash_name(name)])
         coeffs = field_coefficients(segs, frames, fps, styles[info["speaker"]], rng)
         verts = base + rig.displacements(coeffs)
-        np.save(os.path.join(out, "vertices_npy", name + ".npy"), verts.astype(np.float32))
+        np.save(target + ".part.npy", verts.astype(np.float32))
+        os.replace(target + ".part.npy", target)  # an interrupted run leaves no half-written file
         src, dst = os.path.join(speech, "wav", name + ".wav"), os.path.join(out, "wav", name + ".wav")
         if not os.path.exists(dst):
             try:
@@ -155,7 +206,7 @@ def make_motion(speech: str, out: str, rig: Rig, fps: float, topology: str, seed
         json.dump({"topology": topology, "fps": fps, "subjects": subjects, "speech": os.path.abspath(speech),
                    "seed": seed, "upper_lip": rig.upper_lip, "lower_lip": rig.lower_lip,
                    "scale": rig.scale}, fh, indent=1)
-    log(f"motion: {len(manifest['clips'])} clips on {topology} at {fps} fps -> {out}")
+    log(f"motion: {made} new clips ({len(manifest['clips'])} in all) on {topology} at {fps} fps -> {out}")
 
 
 def hash_name(name: str) -> int:

@@ -10,7 +10,7 @@ What the published training code expects, as facts:
 * ``<root>/templates.pkl``: a pickled dict subject -> (V, 3) neutral face;
 * the subject is the file name minus its trailing ``_<sentence>`` part, and
   the sentence number is the trailing digits. Splits are subject lists plus
-  sentence ranges (the published ones: VOCASET train 1-40, val/test 21-40 on
+  sentence ranges, [lo, hi] or a list of them (the published ones: VOCASET train 1-40, val/test 21-40 on
   other subjects; BIWI train 1-32, val 33-36, test 37-40).
 
 The pickle is the datasets' own format; only open templates files you trust.
@@ -73,7 +73,7 @@ def clips(cfg: DataConfig, split: str) -> list[Clip]:
     """The clips of one split, sorted by name."""
     templates = load_templates(os.path.join(cfg.root, cfg.templates))
     subjects = set(cfg.split_subjects.get(split, cfg.subjects))
-    lo, hi = cfg.splits[split]
+    ranges = split_ranges(cfg.splits[split])
     vdir = os.path.join(cfg.root, cfg.vertices_dir)
     out = []
     for fname in sorted(os.listdir(vdir)):
@@ -81,7 +81,7 @@ def clips(cfg: DataConfig, split: str) -> list[Clip]:
             continue
         name = fname[:-4]
         parsed = parse_name(name)
-        if parsed is None or parsed[0] not in subjects or not lo <= parsed[1] <= hi:
+        if parsed is None or parsed[0] not in subjects or not any(lo <= parsed[1] <= hi for lo, hi in ranges):
             continue
         wav = os.path.join(cfg.root, cfg.wav_dir, name + ".wav")
         if not os.path.isfile(wav):
@@ -89,6 +89,13 @@ def clips(cfg: DataConfig, split: str) -> list[Clip]:
         out.append(Clip(name, parsed[0], parsed[1], wav, os.path.join(vdir, fname), templates[parsed[0]],
                         cfg.vertices_stride))
     return out
+
+
+def split_ranges(spec) -> list[tuple[int, int]]:
+    """A split's sentence numbers: [lo, hi] or a list of such ranges, inclusive."""
+    if len(spec) == 2 and all(isinstance(x, int) for x in spec):
+        return [(int(spec[0]), int(spec[1]))]
+    return [(int(lo), int(hi)) for lo, hi in spec]
 
 
 def features_dir(cfg: DataConfig) -> str:
