@@ -21,7 +21,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from .inference import cross_attention_memory
+from .inference import cross_attention_memory, feedback_map
 from .predictor import alibi_slopes
 
 
@@ -71,6 +71,7 @@ class StaticFastLoop:
         self.style = style.view(1, -1)
         self.x = self.style.clone()  # next input token, before the PPE
         self.ppe = model.PPE.pe[0]
+        self.fb_weight, self.fb_bias = feedback_map(model)
         # constant index helpers
         self.r_offsets = torch.arange(self.r, device=dev)
         tt = torch.arange(self.pad + 1, device=dev).view(-1, 1)  # targets i-pad .. i
@@ -89,7 +90,7 @@ class StaticFastLoop:
         zq = z + (zq - z)  # the published straight-through value
         self.codes.index_copy_(0, i.view(1), zq.unsqueeze(0))
         last = self._feedback(i, zq.reshape(1, -1))
-        token = self.model.vertice_map(self.ae.decoder.vertice_map_reverse(last)) + self.style
+        token = F.linear(last, self.fb_weight, self.fb_bias) + self.style
         self.x.copy_(token)
         self.i.add_(1)
 
