@@ -58,8 +58,9 @@ def _parser() -> argparse.ArgumentParser:
     a.add_argument("--style", action="append", default=[], metavar="NAME[=WEIGHT]",
                    help="training subject by name or index; repeat with weights to blend (default: all equally)")
     a.add_argument("--device", default="auto", help="auto (CUDA, MPS, CPU), cpu, cuda or mps")
-    a.add_argument("--mode", choices=("exact", "fast"), default="exact",
-                   help="exact: the published algorithm; fast: bounded windows, linear time")
+    a.add_argument("--mode", choices=("auto", "exact", "fast"), default="auto",
+                   help="exact: the published algorithm; fast: bounded windows, linear time; "
+                        "auto (default): exact up to 600 frames, fast beyond")
     a.add_argument("--out", required=True, help=".npy (frames, V*3) float32, or .npz with fps and metadata")
     a.add_argument("--quiet", action="store_true", help="no progress output")
 

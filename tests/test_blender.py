@@ -394,11 +394,12 @@ def test_default_settings_bake_with_the_bundled_model(scene):
     assert bpy.ops.codetalker.import_template(filepath=str(SHARED / "assets" / "flame" / "FLAME_sample.ply")) == {"FINISHED"}
     obj = bpy.context.active_object
     s = scene.codetalker
-    assert s.model_source == "BUNDLED"
+    assert s.model_source == "BUNDLED" and s.quality == "auto"
     s.audio_source, s.audio_path = "FILE", str(SHARED / "audio" / "arctic_a0009.wav")
     bpy.ops.codetalker.refresh_styles()
     assert len(s.styles) >= 4
     assert bpy.ops.codetalker.bake() == {"FINISHED"}
+    assert "(exact inference)" in bpy.context.window_manager.codetalker_state.status  # auto: 3 s decode exactly
     info = bake.bake_info(obj)
     assert abs(info["frames"] - 3.075 * scene.render.fps) <= 2
     frames = np.stack([_evaluated(obj, f) for f in range(1, info["frames"] + 1, 3)])

@@ -219,6 +219,27 @@ def test_clips_past_the_600_frame_tables(mode):
     assert np.abs(np.diff(result.vertices[590:620], axis=0)).max() < 10 * np.abs(np.diff(result.vertices[:600], axis=0)).max() + 1e-6
 
 
+def test_auto_mode_is_exact_up_to_600_frames_and_fast_beyond():
+    from codetalker_blender.core import animate
+    from codetalker_blender.core.api import AUTO_EXACT_FRAMES, decode_options
+    from codetalker_blender.core.errors import ConfigError
+
+    assert decode_options("auto", AUTO_EXACT_FRAMES) == DecodeOptions.exact()
+    assert decode_options("auto", AUTO_EXACT_FRAMES + 1) == DecodeOptions.fast()
+    with pytest.raises(ConfigError, match="auto, exact or fast"):
+        decode_options("quick", 10)
+    model = tiny_model("vocaset", seed=9)
+    template = np.zeros((12, 3), np.float32)
+    for seconds, expected in ((4.0, "exact"), (21.0, "fast")):  # 119 and 629 frames
+        speech = random_speechlike(seconds, seed=4)
+        auto = animate(model, speech, template, 0, device="cpu", mode="auto")
+        same = animate(model, speech, template, 0, device="cpu", mode=expected)
+        other = animate(model, speech, template, 0, device="cpu", mode={"exact": "fast", "fast": "exact"}[expected])
+        assert auto.info["mode"] == expected
+        assert np.array_equal(auto.vertices, same.vertices)
+        assert not np.allclose(auto.vertices, other.vertices, atol=1e-6)
+
+
 @pytest.mark.parametrize("dataset,affine", [("vocaset", False), ("BIWI", False), ("vocaset", True)])
 def test_incremental_feedback_decoder_equals_whole_prefix_decode(dataset, affine):
     from codetalker_blender.core.inference import _FeedbackDecoder

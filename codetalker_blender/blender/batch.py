@@ -52,7 +52,7 @@ class BatchOptions:
     save_blend: bool = False
     force: bool = False
     device: str = "auto"
-    mode: str = "exact"
+    mode: str = "auto"
     compact: bool = True
     cycles_samples: int = 16
     frame_limit: int = 0  # render at most this many frames per job (0: all); for tests and quick looks
@@ -445,7 +445,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--save-blend", action="store_true", help="also save a self-contained .blend per shot")
     p.add_argument("--force", action="store_true", help="render again even if the movie exists")
     p.add_argument("--device", default="auto")
-    p.add_argument("--mode", default="exact", choices=("exact", "fast"))
+    p.add_argument("--mode", default="auto", choices=("auto", "exact", "fast"),
+                   help="auto: exact up to 600 frames, fast beyond")
     p.add_argument("--per-frame", action="store_true", help="per-frame shape keys instead of the compact basis")
     p.add_argument("--frame-limit", type=int, default=0, help="render at most N frames per job (quick looks)")
     return p.parse_args(argv)

@@ -204,7 +204,8 @@ def finish_bake(context, job: BakeJob, obj_name: str, start: int, report) -> set
     detail = (f"{info['keys']} basis keys, max error {info['max_error']:.3g}" if info["mode"] == "compact"
               else f"{info['keys']} per-frame keys")
     state.status = (f"Baked {info['frames']} frames at {info['fps']:.3g} fps ({detail}); "
-                    f"model {job.result.seconds:.1f}s, write {write:.2f}s{sound_note}")
+                    f"model {job.result.seconds:.1f}s ({job.result.info.get('mode', '?')} inference), "
+                    f"write {write:.2f}s{sound_note}")
     report({"INFO"}, state.status)
     return {"FINISHED"}
 

@@ -46,9 +46,11 @@ class CODETALKER_PG_settings(bpy.types.PropertyGroup):
     device: EnumProperty(name="Device", items=[("AUTO", "Auto", "CUDA, then MPS, then CPU"),
                                                ("CPU", "CPU", ""), ("CUDA", "CUDA", "NVIDIA GPU"),
                                                ("MPS", "MPS", "Apple GPU")], default="AUTO")
-    quality: EnumProperty(name="Inference", items=[("exact", "Exact", "The published algorithm"),
-                                                   ("fast", "Fast", "Bounded windows: linear time, approximate")],
-                          default="exact")
+    quality: EnumProperty(name="Inference",
+                          items=[("auto", "Auto", "Exact up to 600 frames (20 s at 30 fps), Fast beyond"),
+                                 ("exact", "Exact", "The published algorithm: time grows with the square of the length"),
+                                 ("fast", "Fast", "Bounded windows: linear time, approximate")],
+                          default="auto")
 
     styles: CollectionProperty(type=CODETALKER_PG_style)
     styles_model: StringProperty(description="Model the style list was read from")

@@ -19,7 +19,23 @@ from .inference import CancelFn, DecodeOptions, ProgressFn, generate_motion
 from .mesh import as_vertices, check_vertex_count, load_template
 from .style import StyleSpec, style_weights
 
-MODES = {"exact": DecodeOptions.exact, "fast": DecodeOptions.fast}
+MODES = ("auto", "exact", "fast")
+# 'auto' decodes exactly up to this many frames and in fast mode beyond: the
+# published model's tables end at 600 frames (20 s at 30 fps), and exact
+# decoding costs time quadratic in the length (a minute of FLAME speech with the
+# bundled model: about 56 s exact against 12 s fast on a 2-core CPU).
+AUTO_EXACT_FRAMES = 600
+
+
+def decode_options(mode: str | DecodeOptions, frames: int) -> DecodeOptions:
+    """The decode options of ``mode`` ('auto', 'exact' or 'fast') for a clip of ``frames`` frames."""
+    if isinstance(mode, DecodeOptions):
+        return mode
+    if mode not in MODES:
+        raise ConfigError(f"unknown mode {mode!r}; use auto, exact or fast")
+    if mode == "auto":
+        mode = "exact" if frames <= AUTO_EXACT_FRAMES else "fast"
+    return DecodeOptions.exact() if mode == "exact" else DecodeOptions.fast()
 
 
 def load_model(
@@ -83,7 +99,7 @@ def animate(
     style: StyleSpec = None,
     *,
     device: str | torch.device | None = "auto",
-    mode: str | DecodeOptions = "exact",
+    mode: str | DecodeOptions = "auto",
     progress: ProgressFn | None = None,
     cancel: CancelFn | threading.Event | None = None,
     chunking: Chunking = Chunking(),
@@ -95,16 +111,16 @@ def animate(
     style: None (all subjects blended equally), a subject name or index,
         {name: weight}, or a weight vector over the subjects.
     device: 'auto' (CUDA, MPS, CPU), or a device; the model is moved there.
-    mode: 'exact' (the reference algorithm) or 'fast' (bounded windows).
+    mode: 'exact' (the reference algorithm), 'fast' (bounded windows) or
+        'auto' (exact up to ``AUTO_EXACT_FRAMES`` frames, fast beyond); the
+        mode used is in ``info["mode"]``.
     progress(done, total) is called per frame; cancel() returning True (or a
     set threading.Event) stops within one frame by raising Cancelled.
 
     Pure silence gives the template, still, for the clip's length.
     """
     cfg: ModelConfig = model.cfg
-    if isinstance(mode, str) and mode not in MODES:
-        raise ConfigError(f"unknown mode {mode!r}; use exact or fast")
-    options = MODES[mode]() if isinstance(mode, str) else mode
+    decode_options(mode, 0)  # an unknown mode fails before any work
     verts = load_template(template) if isinstance(template, (str, os.PathLike)) else as_vertices(template)
     check_vertex_count(verts, cfg.num_vertices)
     weights = style_weights(style, cfg.subjects)
@@ -129,7 +145,11 @@ def animate(
     with torch.no_grad():
         feats, frames = encode_audio(model.audio_encoder, normalise(torch.from_numpy(samples)), cfg.timing, chunking)
         emb = model.style_embedding(torch.from_numpy(weights).to(dev))
+        options = decode_options(mode, frames)
+        if mode == "auto":
+            info["mode"] = "exact" if options == DecodeOptions.exact() else "fast"
         motion = generate_motion(model, feats, frames, emb, options, progress, cancel_fn)
-    out = motion.float().cpu().numpy().reshape(frames, -1, 3) + verts[None]
+    out = motion.float().cpu().numpy().reshape(frames, -1, 3)
+    out += verts[None]  # in place: long clips' vertices are gigabytes
     info["device"] = str(dev)
-    return Animation(out.astype(np.float32), cfg.fps, info)
+    return Animation(out, cfg.fps, info)
