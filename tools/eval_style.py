@@ -6,6 +6,10 @@ Finds the styles (training subjects) with the largest and smallest mouth
 opening on the real speech clips, then blends between them in steps of 0.1
 (emb = (1 - w) * big + w * small, as the style sliders do) and prints the
 mean 95th-percentile mouth opening per step, and whether it is monotonic.
+
+Four short clips make a noisy measure (a code flip moves one clip's p95 by a
+millimetre), so ``--recipe`` adds the held-out synthetic test clips of that
+recipe's data (unseen in training) to the real ones.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ def main(argv=None) -> int:
     ap.add_argument("--shared", default=os.environ.get("CODETALKER_SHARED", "../shared"))
     ap.add_argument("--steps", type=int, default=11)
     ap.add_argument("--json", default=None)
+    ap.add_argument("--recipe", default=None, help="also measure on this recipe's test clips (held-out synthetic)")
     args = ap.parse_args(argv)
 
     from codetalker_blender.core.api import animate
@@ -38,6 +43,12 @@ def main(argv=None) -> int:
     model = load_model_file(args.model)
     rig = topology_rig(model.cfg.num_vertices, args.shared)
     clips = [load_audio(os.path.join(args.shared, "audio", n)) for n in TRANSCRIPTS]
+    if args.recipe:
+        from codetalker_blender.training.data import clips as data_clips
+        from tools.train import data_config, load_recipe
+
+        clips += [load_audio(c.wav) for c in data_clips(data_config(load_recipe(args.recipe)), "test")]
+    print(f"{len(clips)} clips")
 
     def amplitude(style) -> float:
         p95 = []
@@ -61,7 +72,7 @@ def main(argv=None) -> int:
           f"({curve[0][1]:.2f} -> {curve[-1][1]:.2f} mm)")
     if args.json:
         with open(args.json, "w", encoding="utf-8") as fh:
-            json.dump({"model": args.model, "per_style_mm": per_style, "from": big, "to": small,
+            json.dump({"model": args.model, "clips": len(clips), "per_style_mm": per_style, "from": big, "to": small,
                        "curve": curve, "monotonic": monotonic}, fh, indent=1)
     return 0
 
