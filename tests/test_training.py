@@ -298,7 +298,7 @@ def test_stage1_learns_the_motion(tmp_path):
     assert log[-1]["val_rec_l1"] < 0.5 * log[0]["val_rec_l1"]
 
 
-@pytest.mark.parametrize("name", ["bundled_flame", "bundled_biwi", "vocaset_real", "biwi_real"])
+@pytest.mark.parametrize("name", ["bundled_flame", "bundled_flame_espeak", "bundled_biwi", "vocaset_real", "biwi_real"])
 def test_recipes_make_valid_configs(name):
     import sys
 

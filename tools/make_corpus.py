@@ -1,6 +1,7 @@
 """Build the synthetic training corpus: speech, cached speech features, FLAME and BIWI motion.
 
-    .venv/bin/python tools/make_corpus.py --out data/synth --per-speaker 60 --espeak-per-speaker 24 --seed 1
+    .venv/bin/python tools/make_corpus.py --out data/synth --per-speaker 60 --seed 1
+    .venv/bin/python tools/make_corpus.py --out data/synth --per-speaker 60 --espeak-per-speaker 24 --seed 1  # + espeak-ng
 
 Writes ``<out>/speech`` (wav + timed phones + features) and ``<out>/flame``,
 ``<out>/biwi`` in the published VOCASET/BIWI layout (see
@@ -27,7 +28,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default="data/synth")
     ap.add_argument("--per-speaker", type=int, default=60, help="Piper utterances per synthetic speaker")
-    ap.add_argument("--espeak-per-speaker", type=int, default=24,
+    ap.add_argument("--espeak-per-speaker", type=int, default=0,
                     help="espeak-ng utterances per synthetic speaker (numbered after the Piper ones)")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--feature-versions", type=int, default=3, help="clean + augmented copies per clip")
