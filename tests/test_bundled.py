@@ -11,7 +11,7 @@ from conftest import SHARED
 from codetalker_blender.core.bundled import bundled_model_for, bundled_models
 from codetalker_blender.core.checkpoint import load_model_file
 from codetalker_blender.core.config import config_from_model_file
-from codetalker_blender.training.metrics import mouth_opening, read_hts_labels
+from codetalker_blender.training.metrics import mouth_opening, opening_at, read_hts_labels
 from codetalker_blender.training.rig import FLAME_LOWER_LIP, FLAME_UPPER_LIP
 
 FLAME = 5023
@@ -51,7 +51,7 @@ def test_bundled_flame_model_closes_the_lips_on_real_bilabials(flame_animation):
     phones = read_hts_labels(str(SHARED / "audio" / "arctic_a0009_phone.lab"))
 
     def at(t):
-        return np.interp(t * anim.fps, np.arange(len(opening)), opening)
+        return opening_at(opening, t, anim.fps)
 
     bilabials = [p for p in phones if p.name in ("P", "B", "M")]
     assert len(bilabials) == 2

@@ -23,6 +23,7 @@ Every figure is printed; ``--json`` also writes them.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -50,7 +51,7 @@ def topology_rig(num_vertices: int, shared: str):
 def evaluate_clip(model, rig, path: str, text: str, style=None, modes=("exact", "fast")) -> dict:
     from codetalker_blender.core.api import animate
     from codetalker_blender.core.audio import load_audio
-    from codetalker_blender.training.metrics import envelope, force_align, mouth_opening
+    from codetalker_blender.training.metrics import envelope, force_align, mouth_opening, opening_at
 
     samples = load_audio(path)
     phones = force_align(samples, text)
@@ -61,11 +62,8 @@ def evaluate_clip(model, rig, path: str, text: str, style=None, modes=("exact", 
     opening = mouth_opening(v, rig.template, rig.upper_lip, rig.lower_lip)
     p95 = float(np.percentile(opening, 95))
 
-    def at(t: float) -> float:
-        return float(np.interp(t * fps, np.arange(len(opening)), opening))
-
-    closures = [at(p.middle) for p in phones if p.name in BILABIALS]
-    opens = [at(p.middle) for p in phones if p.name in OPEN_VOWELS]
+    closures = [float(opening_at(opening, p.middle, fps)) for p in phones if p.name in BILABIALS]
+    opens = [float(opening_at(opening, p.middle, fps)) for p in phones if p.name in OPEN_VOWELS]
     speech = [p for p in phones if p.name != "SIL"]
     rest_frames = []
     if speech:
@@ -120,7 +118,7 @@ def fast_vs_exact_joined(model, rig, folder: str, windows=(32,)) -> dict:
     exact = animate(model, samples, rig.template, None, device="cpu", mode="exact").vertices
     out = {"seconds": samples.size / 16000, "frames": len(exact), "windows": {}}
     for w in windows:
-        fast = DecodeOptions(feedback_window=w, attention_window=DecodeOptions.fast().attention_window)
+        fast = dataclasses.replace(DecodeOptions.fast(), feedback_window=w)
         v = animate(model, samples, rig.template, None, device="cpu", mode=fast).vertices
         d = np.linalg.norm(v - exact, axis=-1) / rig.scale * 1000
         lips = d[:, rig.lip_vertices]

@@ -43,7 +43,7 @@ def main(argv=None) -> int:
     from codetalker_blender.core.checkpoint import load_model_file
     from codetalker_blender.training.corpus import read_segments
     from codetalker_blender.training.data import clips
-    from codetalker_blender.training.metrics import fdd, lve, mouth_opening
+    from codetalker_blender.training.metrics import fdd, lve, mouth_opening, opening_at
 
     model = load_model_file(args.model)
     rig = topology_rig(model.cfg.num_vertices, args.shared)
@@ -58,8 +58,8 @@ def main(argv=None) -> int:
     def closures(motion, template, segs, fps):
         op = mouth_opening(motion, template, rig.upper_lip, rig.lower_lip)
         p95 = np.percentile(op, 95)
-        mids = [s.centre * fps for s in segs if s.symbol in ("p", "b", "m")]
-        return [bool(np.interp(f, np.arange(len(op)), op) < 0.25 * p95) for f in mids]
+        mids = [s.centre for s in segs if s.symbol in ("p", "b", "m")]
+        return [bool(x < 0.25 * p95) for x in opening_at(op, mids, fps)]
 
     rows = []
     for c in test:

@@ -27,15 +27,20 @@ MODES = ("auto", "exact", "fast")
 AUTO_EXACT_FRAMES = 600
 
 
-def decode_options(mode: str | DecodeOptions, frames: int) -> DecodeOptions:
-    """The decode options of ``mode`` ('auto', 'exact' or 'fast') for a clip of ``frames`` frames."""
-    if isinstance(mode, DecodeOptions):
-        return mode
+def resolve_mode(mode: str, frames: int) -> str:
+    """'exact' or 'fast': what ``mode`` ('auto', 'exact' or 'fast') means for a clip of ``frames`` frames."""
     if mode not in MODES:
         raise ConfigError(f"unknown mode {mode!r}; use auto, exact or fast")
     if mode == "auto":
-        mode = "exact" if frames <= AUTO_EXACT_FRAMES else "fast"
-    return DecodeOptions.exact() if mode == "exact" else DecodeOptions.fast()
+        return "exact" if frames <= AUTO_EXACT_FRAMES else "fast"
+    return mode
+
+
+def decode_options(mode: str | DecodeOptions, frames: int) -> DecodeOptions:
+    """The decode options of ``mode`` ('auto', 'exact' or 'fast', or options) for ``frames`` frames."""
+    if isinstance(mode, DecodeOptions):
+        return mode
+    return DecodeOptions.exact() if resolve_mode(mode, frames) == "exact" else DecodeOptions.fast()
 
 
 def load_model(
@@ -120,7 +125,8 @@ def animate(
     Pure silence gives the template, still, for the clip's length.
     """
     cfg: ModelConfig = model.cfg
-    decode_options(mode, 0)  # an unknown mode fails before any work
+    if isinstance(mode, str):
+        resolve_mode(mode, 0)  # an unknown mode fails before any work
     verts = load_template(template) if isinstance(template, (str, os.PathLike)) else as_vertices(template)
     check_vertex_count(verts, cfg.num_vertices)
     weights = style_weights(style, cfg.subjects)
@@ -145,10 +151,9 @@ def animate(
     with torch.no_grad():
         feats, frames = encode_audio(model.audio_encoder, normalise(torch.from_numpy(samples)), cfg.timing, chunking)
         emb = model.style_embedding(torch.from_numpy(weights).to(dev))
-        options = decode_options(mode, frames)
-        if mode == "auto":
-            info["mode"] = "exact" if options == DecodeOptions.exact() else "fast"
-        motion = generate_motion(model, feats, frames, emb, options, progress, cancel_fn)
+        if isinstance(mode, str):
+            info["mode"] = resolve_mode(mode, frames)
+        motion = generate_motion(model, feats, frames, emb, decode_options(mode, frames), progress, cancel_fn)
     out = motion.float().cpu().numpy().reshape(frames, -1, 3)
     out += verts[None]  # in place: long clips' vertices are gigabytes
     info["device"] = str(dev)

@@ -97,6 +97,7 @@ class Espeak:
 
 
 VOICELESS_STOPS = "ptk"
+_MARKS = str.maketrans("", "", "ˈˌː")  # stress and length marks, dropped from phoneme names
 
 
 def stop_closures(phones: list[tuple[str, float]], audio: np.ndarray, sample_rate: int,
@@ -142,7 +143,7 @@ def phones_to_segments(phones: list[tuple[str, float]], total: float) -> list[Se
     starts = [t for _, t in phones] + [total]
     for (name, start), end in zip(phones, starts[1:]):
         dur = max(end - start, 0.0)
-        core = name.lstrip("ˈˌ").replace("ː", "").replace("ˈ", "").replace("ˌ", "")
+        core = name.translate(_MARKS)
         if not core:
             symbols.append("sil" if dur > 0.12 else " ")
             durations.append(dur)

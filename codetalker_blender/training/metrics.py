@@ -33,6 +33,11 @@ def mouth_opening(motion: np.ndarray, template: np.ndarray, upper: int, lower: i
     return np.linalg.norm(motion[:, upper] - motion[:, lower], axis=1) - rest
 
 
+def opening_at(opening: np.ndarray, seconds, fps: float) -> np.ndarray:
+    """A per-frame track (T,) read at times in seconds, linearly between frames."""
+    return np.interp(np.asarray(seconds, dtype=np.float64) * fps, np.arange(len(opening)), opening)
+
+
 @dataclass(frozen=True)
 class Phone:
     name: str  # CMU/ARPAbet phone as pocketsphinx names it (SIL for silence)
