@@ -260,6 +260,23 @@ def test_incremental_feedback_decoder_equals_whole_prefix_decode(dataset, affine
             assert torch.allclose(got, want, atol=1e-5), (i, (got - want).abs().max())
 
 
+def test_prefix_decodes_are_what_the_loop_feeds_back():
+    from codetalker_blender.core.inference import prefix_decodes
+
+    model = tiny_model("vocaset", seed=11)
+    ae = model.autoencoder
+    codes = ae.quantize.lookup(torch.randint(0, 32, (1, 30, 2)))  # (1, T, fq, zd)
+    with torch.no_grad():
+        got = prefix_decodes(ae, codes)
+        whole = ae.decode(codes)
+        for i in (1, 2, 7, 29):
+            want = ae.decode(codes[:, : i + 1])[:, -1]
+            assert torch.allclose(got[:, i], want, atol=1e-5), (i, (got[:, i] - want).abs().max())
+    assert got.shape == whole.shape
+    # a short prefix decodes differently from the same frame of the whole clip
+    assert not torch.allclose(got[:, 2], whole[:, 2], atol=1e-3)
+
+
 @pytest.mark.parametrize("dataset", ["vocaset", "BIWI"])
 def test_static_fast_step_equals_the_dynamic_fast_loop(dataset):
     """The fixed-shape step that CUDA graphs replay computes fast mode (here on the CPU)."""

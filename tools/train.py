@@ -87,9 +87,11 @@ def main(argv=None) -> int:
     if args.step == "stage1":
         path = train.train_stage1(cfg, data, opts, run_dir)
     elif args.step in ("stage2", "finetune"):
+        from codetalker_blender.core.whisper import WhisperEncoderConfig
         from codetalker_blender.training.whisper_weights import default_ct2_path, load_whisper_encoder
 
-        enc = load_whisper_encoder(args.whisper or default_ct2_path())
+        layers = WhisperEncoderConfig.from_dict(cfg.whisper).layers
+        enc = load_whisper_encoder(args.whisper or default_ct2_path(), layers)
         extra = {} if args.step == "stage2" else dict(init_from=os.path.join(run_dir, "stage2.pt"), name="stage2_finetuned")
         path = train.train_stage2(cfg, data, opts, run_dir, os.path.join(run_dir, "stage1.pt"), enc.state_dict(), **extra)
     else:

@@ -236,6 +236,20 @@ class _FeedbackDecoder:
         return dec.decoder_transformer.last_frame(h)[:, 0]
 
 
+def prefix_decodes(autoencoder, codes: torch.Tensor) -> torch.Tensor:
+    """Each frame decoded from the codes up to it alone, as exact mode feeds it back.
+
+    codes (1, T, fq, zd) -> (1, T, V*3): frame i of ``decode(codes[:, :i + 1])``.
+    Training uses it to show the predictor the frames inference will feed it,
+    which differ from the whole-clip decode most in the first second (a short
+    prefix's InstanceNorm statistics exaggerate small motions).
+    """
+    t = codes.shape[1]
+    feedback = _FeedbackDecoder(autoencoder.decoder, t, None, codes.device, codes.dtype)
+    hidden = torch.cat([feedback.push(i, codes[0, i]) for i in range(t)])  # (T, H)
+    return autoencoder.decoder.vertice_map_reverse(hidden).unsqueeze(0)
+
+
 def decode_windowed(autoencoder, codes: torch.Tensor, window: int, overlap: int) -> torch.Tensor:
     """Stage-1 decode of codes (1, T, fq, zd) -> (1, T, V*3).
 

