@@ -2,8 +2,9 @@
 
     .venv/bin/python tools/eval_speech_layers.py --corpus data/synth
 
-For each block of the Whisper tiny.en encoder (its output; the last also
-after the final LayerNorm) a logistic regression learns to tell /p b m/
+For each block of the Whisper tiny.en encoder (its output, and that output
+through the encoder's final LayerNorm, which is what a model with
+``whisper: {layers: N}`` hears) a logistic regression learns to tell /p b m/
 frames (50 Hz) from the rest on the synthetic Piper training clips (every
 third training sentence, clean audio), and is scored by ROC AUC on:
 
@@ -89,8 +90,9 @@ def main(argv=None) -> int:
         blocks.clear()
         with torch.no_grad():
             final = enc.encode_window(torch.from_numpy(samples).float() * WHISPER_LEVEL)
-        n = final.shape[1]
-        return [o[0, :n].numpy() for o in blocks] + [final[0].numpy()]
+            n = final.shape[1]
+            outs = [o[0, :n] for o in blocks]
+            return [o.numpy() for o in outs] + [enc.ln_post(o).numpy() for o in outs]
 
     def labels(spans: list[tuple[float, float]], n: int) -> np.ndarray:
         t = (np.arange(n) + 0.5) / enc.feature_rate
@@ -126,7 +128,8 @@ def main(argv=None) -> int:
     xs, ys = sets.pop("train")
     y = np.concatenate(ys)
     print(f"probe trained on {len(y)} frames ({int(y.sum())} bilabial) of {len(ys)} synthetic clips")
-    names = [f"block {k + 1}" for k in range(len(enc.blocks))] + [f"block {len(enc.blocks)} + final LayerNorm"]
+    names = [f"block {k + 1}" for k in range(len(enc.blocks))]
+    names += [f"block {k + 1} + final LayerNorm" for k in range(len(enc.blocks))]
     print(f"{'features':32s}" + "".join(f"{s:>18s}" for s in sets))
     for k, name in enumerate(names):
         score = fit_probe(np.concatenate(xs[k]), y)
