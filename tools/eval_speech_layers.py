@@ -27,7 +27,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-BILABIALS = frozenset("pbm")
+BILABIALS = frozenset("pbm")  # as the corpus names them (IPA); the aligner's are eval_real_speech.BILABIALS
 
 
 def auc(labels: np.ndarray, scores: np.ndarray) -> float:
@@ -79,6 +79,7 @@ def main(argv=None) -> int:
     from codetalker_blender.training.corpus import read_segments
     from codetalker_blender.training.metrics import force_align
     from codetalker_blender.training.whisper_weights import default_ct2_path, load_whisper_encoder
+    from tools.eval_real_speech import BILABIALS as ALIGNER_BILABIALS
     from tools.eval_real_speech import TRANSCRIPTS
 
     enc = load_whisper_encoder(args.whisper or default_ct2_path())
@@ -122,7 +123,7 @@ def main(argv=None) -> int:
     for clip, text in TRANSCRIPTS.items():
         samples = load_audio(os.path.join(args.shared, "audio", clip))
         feats = features(samples)
-        spans = [(p.start, p.end) for p in force_align(samples, text) if p.name in ("P", "B", "M")]
+        spans = [(p.start, p.end) for p in force_align(samples, text) if p.name in ALIGNER_BILABIALS]
         add("real speech", feats, labels(spans, len(feats[0])))
 
     xs, ys = sets.pop("train")

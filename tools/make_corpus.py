@@ -54,7 +54,7 @@ def main(argv=None) -> int:
     print(f"[{time.time() - t0:6.0f}s] speech ready")
     encoder = load_whisper_encoder(args.whisper or default_ct2_path(), args.whisper_layers)
     folder = args.features_dir or os.path.join(speech, f"features_whisper{args.whisper_layers}")
-    corpus.make_features(speech, encoder, args.feature_versions, args.seed, folder=folder)
+    corpus.make_features(speech, encoder, args.feature_versions, args.seed, folder)
     print(f"[{time.time() - t0:6.0f}s] features ready")
     for topo in args.topologies:
         out = os.path.join(args.out, topo)

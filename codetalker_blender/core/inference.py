@@ -62,6 +62,11 @@ class DecodeOptions:
         return cls(feedback_window=32, attention_window=600)
 
 
+def _wide_dtype(device) -> torch.dtype:
+    """float64 for sums and products that must not lose precision; MPS has no float64."""
+    return torch.float32 if torch.device(device).type == "mps" else torch.float64
+
+
 def feedback_map(model) -> tuple[torch.Tensor, torch.Tensor]:
     """The fed-back frame's path from decoder state to predictor token, as one linear map.
 
@@ -79,7 +84,7 @@ def feedback_map(model) -> tuple[torch.Tensor, torch.Tensor]:
     cached = getattr(model, "_feedback_map", None)
     if cached is not None and cached[0] == key:
         return cached[1]
-    wide = torch.float32 if vm.weight.device.type == "mps" else torch.float64
+    wide = _wide_dtype(vm.weight.device)
     w = vm.weight.to(wide) @ vmr.weight.to(wide)
     b = vm.bias.to(wide) if vmr.bias is None else vm.bias.to(wide) + vm.weight.to(wide) @ vmr.bias.to(wide)
     fused = (w.to(vm.weight.dtype), b.to(vm.weight.dtype))
@@ -203,7 +208,7 @@ class _FeedbackDecoder:
         self.pad = conv.kernel_size[0] // 2
         # Running sums of the conv outputs and their squares over the prefix, for the
         # InstanceNorm statistics in O(1) per frame (float64 against cancellation).
-        wide = torch.float32 if torch.device(device).type == "mps" else torch.float64
+        wide = _wide_dtype(device)
         self.sum = torch.zeros(conv.out_channels, 1, device=device, dtype=wide)
         self.sum_sq = torch.zeros(conv.out_channels, 1, device=device, dtype=wide)
 

@@ -4,7 +4,7 @@ Layout, as the published training code expects for VOCASET / BIWI::
 
     <speech>/wav/<subject>_sentence<NNN>.wav        16 kHz mono PCM
     <speech>/segments/<subject>_sentence<NNN>.json  timed phones (ours)
-    <speech>/features/<name>.aug<K>.npy             50 Hz speech features (cache)
+    <speech>/features_whisper<N>/<name>.aug<K>.npy  50 Hz speech features of N encoder blocks (cache)
     <dataset>/wav/ ...                               the same files (hard links)
     <dataset>/vertices_npy/<same name>.npy           (frames, V*3) float32 at the dataset's fps
     <dataset>/templates.pkl                          {subject: (V, 3) float32}
@@ -263,14 +263,11 @@ def save_speech_features(encoder, samples: np.ndarray, path: str) -> None:
     np.save(path, feats[0].cpu().numpy().astype(np.float16))
 
 
-def make_features(speech: str, encoder, versions: int, seed: int, log=print, folder: str | None = None) -> None:
-    """Cache 50 Hz speech features of every clip: version 0 clean, the others augmented.
-
-    ``folder``: where they go (default ``<speech>/features``); one per encoder.
-    """
+def make_features(speech: str, encoder, versions: int, seed: int, folder: str, log=print) -> None:
+    """Cache 50 Hz speech features of every clip in ``folder`` (one per encoder): version 0 clean,
+    the others augmented."""
     from ..core.audio import load_audio
 
-    folder = folder or os.path.join(speech, "features")
     os.makedirs(folder, exist_ok=True)
     names = sorted(os.path.splitext(f)[0] for f in os.listdir(os.path.join(speech, "wav")) if f.endswith(".wav"))
     for n, name in enumerate(names):
