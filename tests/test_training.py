@@ -88,6 +88,37 @@ def test_word_gap_before_a_stop_is_its_closure():
     assert all(a.end == pytest.approx(b.start) for a, b in zip(segs, segs[1:]))
 
 
+def test_advancing_segments_clips_at_zero():
+    from codetalker_blender.training.corpus import advance_segments
+
+    segs = [art.Segment("sil", 0.0, 0.02), art.Segment("m", 0.02, 0.1), art.Segment("a", 0.1, 0.3, True)]
+    moved = advance_segments(segs, 0.03)
+    assert [s.symbol for s in moved] == ["m", "a"]  # the silence fell before time 0
+    assert (moved[0].start, moved[0].end) == pytest.approx((0.0, 0.07))
+    assert (moved[1].start, moved[1].end, moved[1].stressed) == pytest.approx((0.07, 0.27, True))
+
+
+def test_piper_segments_agree_with_an_acoustic_aligner(tmp_path):
+    """The corpus's Piper timing, lag corrected, sits where pocketsphinx hears the lip consonants."""
+    import os
+
+    from codetalker_blender.core.audio import load_audio
+    from codetalker_blender.training import corpus
+    from tools.eval_label_timing import offsets
+
+    speech = str(tmp_path / "speech")
+    made = corpus.make_speech(speech, 6, seed=5, speakers=art.SPEAKERS[:1], log=lambda m: None)
+    found = []
+    for name, info in made["clips"].items():
+        segs = corpus.read_segments(os.path.join(speech, "segments", name + ".json"))
+        got = offsets(load_audio(os.path.join(speech, "wav", name + ".wav")), info["text"], segs)
+        if got is not None:
+            found += [x for v in got.values() for x in v]
+    assert len(found) >= 20, f"only {len(found)} lip consonants aligned"
+    # Piper's own labels are a median 27 ms late (corpus.PIPER_LABEL_LAG corrects it)
+    assert abs(np.median(found)) < 0.015, f"median offset {np.median(found) * 1000:.0f} ms"
+
+
 def test_espeak_events_become_piper_like_segments():
     from codetalker_blender.training.espeak import phones_to_segments, stop_closures
 

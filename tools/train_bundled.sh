@@ -12,7 +12,7 @@ py=.venv/bin/python
 $py tools/make_corpus.py --out data/synth --per-speaker 60 --seed 1 --shared "$CODETALKER_SHARED"
 for topo in flame biwi; do
     recipe="configs/bundled_${topo}.yaml"
-    run="runs/${topo}"
+    run="$($py -c 'import sys, yaml; print(yaml.safe_load(open(sys.argv[1]))["run_dir"])' "$recipe")"
     [ -f "$run/stage1.pt" ] || $py tools/train.py stage1 --recipe "$recipe"
     [ -f "$run/stage2.pt" ] || $py tools/train.py stage2 --recipe "$recipe"
     [ -f "$run/stage2_finetuned.pt" ] || $py tools/train.py finetune --recipe "$recipe"

@@ -35,6 +35,12 @@ from .rig import Rig
 from .text import utterance
 
 VOICE_FACTORS = (0.86, 0.93, 1.0, 1.07, 1.15)  # resampling factors: > 1 is higher and faster
+# Piper's phoneme alignments run late against its own audio. Pocketsphinx, aligning
+# the corpus's Piper clips, puts the middles of the lip consonants a median 27 ms
+# earlier than Piper's segments (/m b p/ 18-27 ms, /f v/ 36 ms; tools/eval_label_timing.py),
+# and pocketsphinx is itself 5-15 ms later than the labels of arctic_a0009. Motion timed
+# from the late labels taught the model to close the lips a frame after real speech does.
+PIPER_LABEL_LAG = 0.030  # seconds
 
 
 def piper_voice_path() -> str:
@@ -64,6 +70,16 @@ def synthesize(voice, text: str, length_scale: float, noise_scale: float, noise_
     return np.concatenate(audio), sr, segments_from_alignment(symbols, durations)
 
 
+def advance_segments(segs: list[Segment], seconds: float) -> list[Segment]:
+    """Segments moved ``seconds`` earlier, clipped at time 0 (what falls before it is dropped)."""
+    out = []
+    for s in segs:
+        start, end = max(0.0, s.start - seconds), max(0.0, s.end - seconds)
+        if end > start:
+            out.append(Segment(s.symbol, start, end, s.stressed))
+    return out
+
+
 def resample(audio: np.ndarray, sr_from: float, sr_to: float) -> np.ndarray:
     import librosa
 
@@ -77,7 +93,7 @@ def make_utterance(voice, text: str, style: SpeakerStyle, rng: np.random.Generat
     k = float(VOICE_FACTORS[int(rng.integers(len(VOICE_FACTORS)))])
     # Playing sr-rate samples at sr * k: durations shrink by k, pitch rises by k.
     audio = resample(audio, sr * k, SAMPLE_RATE)
-    segs = [Segment(s.symbol, s.start / k, s.end / k, s.stressed) for s in segs]
+    segs = advance_segments([Segment(s.symbol, s.start / k, s.end / k, s.stressed) for s in segs], PIPER_LABEL_LAG)
     return _pad_and_level(audio, segs, rng, {"text": text, "length_scale": length, "voice_factor": k})
 
 
