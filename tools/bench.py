@@ -84,6 +84,36 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
+def stream_bandwidth(repeats: int = 5) -> float:
+    """Bytes per second a CPU matrix-vector product reads, on a 256 MB float32 matrix (far beyond the caches)."""
+    w, x = torch.randn(8192, 8192), torch.randn(8192)
+    for _ in range(2):
+        w @ x
+    t0 = time.perf_counter()
+    for _ in range(repeats):
+        w @ x
+    return repeats * w.numel() * w.element_size() / (time.perf_counter() - t0)
+
+
+def predictor_bytes(model) -> int:
+    """Weight bytes one cached predictor step reads (inference._CachedPredictor.step).
+
+    Every decoder layer and the map to codes, less what is computed once per
+    clip: the cross-attention keys and values of the audio, and with one audio
+    feature per frame the whole cross-attention (its output is known then).
+    """
+    total = sum(p.numel() * p.element_size() for m in (model.transformer_decoder, model.feat_map) for p in m.parameters())
+    f = model.cfg.predictor.feature_dim
+    for layer in model.transformer_decoder.layers:
+        mha = layer.multihead_attn
+        per_row = mha.in_proj_weight.element_size() * (f + 1)  # a weight row and its bias
+        unread = 2 * f * per_row  # keys and values of the audio
+        if model.cfg.timing.feats_per_frame == 1:
+            unread += f * per_row + sum(p.numel() * p.element_size() for p in mha.out_proj.parameters())
+        total -= unread
+    return total
+
+
 def run_mode(model, audio, style, mode: str, device: torch.device, peak: Peak) -> dict:
     peak.reset()
     sync(device)
@@ -134,10 +164,11 @@ def main(argv=None) -> int:
     if not glob.glob(os.path.join(ROOT, "models", "*.safetensors")):
         print("no bundled model in models/ yet: only the published sizes are measured")
 
-    rows = []
+    rows, floors = [], []
     for name, build in models:
         model = build()
         params = sum(x.numel() for x in model.parameters()) / 1e6
+        floors.append((name, predictor_bytes(model)))
         for dev_name in args.devices:
             device = torch.device(dev_name)
             if device.type == "cuda" and not torch.cuda.is_available():
@@ -179,6 +210,15 @@ def main(argv=None) -> int:
         print(_fmt(row))
     print("\nmax abs diff: exact vs the published algorithm, fast vs exact (random weights: vertex units are "
           "arbitrary; fast mode must be judged on a trained model)")
+    if "cpu" in args.devices:
+        # Each frame depends on the one before, so the predictor's weights are read once per frame:
+        # no batching across frames, and on the CPU one matrix-vector product per layer is memory-bound.
+        bandwidth = stream_bandwidth()
+        print(f"\nmemory floor of the predictor on this CPU ({bandwidth / 1e9:.1f} GB/s measured by a "
+              "matrix-vector product over 256 MB, float32):")
+        for name, nbytes in floors:
+            print(f"  {name}: {nbytes / 1e6:.0f} MB of weights per frame -> at least "
+                  f"{1000 * nbytes / bandwidth:.1f} ms per frame, {300 * nbytes / bandwidth:.2f} s per 300 frames")
     return 0
 
 

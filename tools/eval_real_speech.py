@@ -17,6 +17,7 @@ lip vertex, minus its rest value) at phone middles:
   which is longer than fast mode's feedback window on every frame after the
   first second (``--feedback-windows`` compares other window lengths there).
 
+The checks run on exact mode's motion, or on fast mode's with ``--mode fast``.
 Every figure is printed; ``--json`` also writes them.
 """
 
@@ -133,6 +134,8 @@ def main(argv=None) -> int:
     ap.add_argument("--model", required=True)
     ap.add_argument("--shared", default=os.environ.get("CODETALKER_SHARED", "../shared"))
     ap.add_argument("--json", default=None)
+    ap.add_argument("--mode", default="exact", choices=["exact", "fast"],
+                    help="the mode whose motion is checked (the other is compared with it)")
     ap.add_argument("--feedback-windows", type=int, nargs="+", default=[32],
                     help="fast-mode feedback windows (frames) to compare with exact mode on the joined clips")
     args = ap.parse_args(argv)
@@ -141,9 +144,10 @@ def main(argv=None) -> int:
 
     model = load_model_file(args.model)
     rig = topology_rig(model.cfg.num_vertices, args.shared)
-    rows = [evaluate_clip(model, rig, os.path.join(args.shared, "audio", name), text)
+    modes = (args.mode, "fast" if args.mode == "exact" else "exact")
+    rows = [evaluate_clip(model, rig, os.path.join(args.shared, "audio", name), text, modes=modes)
             for name, text in TRANSCRIPTS.items()]
-    print(f"model {args.model} ({model.cfg.num_vertices} vertices), default style, exact mode; "
+    print(f"model {args.model} ({model.cfg.num_vertices} vertices), default style, {args.mode} mode; "
           "openings in FLAME-equivalent mm")
     print(f"{'clip':24s} {'p95 open':>8s} {'closures':>9s} {'open V':>7s} {'rest':>5s} {'env r0':>7s} "
           f"{'env best':>9s} {'lag ms':>6s} {'fast-exact max/lip max/lip mean mm':>36s}")
@@ -179,7 +183,7 @@ def main(argv=None) -> int:
     summary["joined_fast_vs_exact"] = joined
     if args.json:
         with open(args.json, "w", encoding="utf-8") as fh:
-            json.dump({"model": args.model, "clips": rows, "summary": summary}, fh, indent=1)
+            json.dump({"model": args.model, "mode": args.mode, "clips": rows, "summary": summary}, fh, indent=1)
     return 0
 
 

@@ -23,7 +23,7 @@ MODES = ("auto", "exact", "fast")
 # 'auto' decodes exactly up to this many frames and in fast mode beyond: the
 # published model's tables end at 600 frames (20 s at 30 fps), and exact
 # decoding costs time quadratic in the length (a minute of FLAME speech with the
-# bundled model: about 56 s exact against 12 s fast on a 2-core CPU).
+# bundled model: about 49 s exact against 5 s fast on a 2-core CPU).
 AUTO_EXACT_FRAMES = 600
 
 
