@@ -222,18 +222,18 @@ def clip_features(clip: Clip, folder: str, version: int, encoder) -> np.ndarray:
     return np.load(path).astype(np.float32)
 
 
-def stage2_forward(
+def predict_codes(
     model: CodeTalker,
     motion: torch.Tensor,
     feats50: torch.Tensor,
     style: torch.Tensor,
     inputs: torch.Tensor | None = None,
-):
-    """Teacher-forced prediction for motion (1, T, V*3) (normalised units) and 50 Hz features (1, N, C).
+) -> torch.Tensor:
+    """Teacher-forced code prediction for motion (1, T, V*3) (normalised units) and 50 Hz features (1, N, C).
 
     ``inputs``: the motion fed back (default: the true motion; scheduled
     sampling passes a mix of true and predicted frames).
-    Returns (decoded motion (1, T, V*3), predicted codes (1, T, fq, zd), true codes (1, T, fq, zd)).
+    Returns the predicted codes before quantisation, (1, T, fq, zd).
     """
     cfg = model.cfg
     t = motion.shape[1]
@@ -246,13 +246,35 @@ def stage2_forward(
     # Step 0 sees the style embedding alone (as at inference), step i frame i-1.
     fed = motion if inputs is None else inputs
     tokens = torch.cat([emb, model.vertice_map(fed[:, :-1]) + emb], dim=1)  # (1, T, F)
-    pred = model.predictor_step_full(model.PPE(tokens), memory).view(1, t, cfg.vq.face_quan_num, cfg.vq.zquant_dim)
+    return model.predictor_step_full(model.PPE(tokens), memory).view(1, t, cfg.vq.face_quan_num, cfg.vq.zquant_dim)
+
+
+def stage2_forward(
+    model: CodeTalker,
+    motion: torch.Tensor,
+    feats50: torch.Tensor,
+    style: torch.Tensor,
+    inputs: torch.Tensor | None = None,
+):
+    """:func:`predict_codes`, decoded, with the true motion's codes for the regression loss.
+
+    Returns (decoded motion (1, T, V*3), predicted codes (1, T, fq, zd), true codes (1, T, fq, zd)).
+    """
+    pred = predict_codes(model, motion, feats50, style, inputs)
     ae = model.autoencoder
     with torch.no_grad():
         z_gt = ae.encode(motion)
         z_gt = ae.quantize.lookup(ae.quantize.indices(z_gt))
     zq, _ = ae.quantize(pred)  # straight-through
     return ae.decode(zq), pred, z_gt
+
+
+def sampled_inputs(model: CodeTalker, motion, feats50, style, opts: StageOptions) -> torch.Tensor:
+    """The model's own motion for scheduled sampling (gradient-free), decoded as ``opts.sampling_decode`` says."""
+    ae = model.autoencoder
+    with torch.no_grad():
+        zq, _ = ae.quantize(predict_codes(model, motion, feats50, style))
+        return prefix_decodes(ae, zq) if opts.sampling_decode == "prefix" else ae.decode(zq)
 
 
 def train_stage2(
@@ -315,10 +337,7 @@ def train_stage2(
             feats_t = torch.from_numpy(feats)[None].to(dev)
             inputs = None
             if opts.scheduled_sampling > 0:
-                with torch.no_grad():
-                    first, pred, _ = stage2_forward(model, motion, feats_t, style)
-                    if opts.sampling_decode == "prefix":
-                        first = prefix_decodes(model.autoencoder, model.autoencoder.quantize(pred)[0])
+                first = sampled_inputs(model, motion, feats_t, style, opts)
                 own = torch.rand(1, motion.shape[1], 1, device=dev) < opts.scheduled_sampling
                 inputs = torch.where(own, first, motion)
             rec, pred, z_gt = stage2_forward(model, motion, feats_t, style, inputs)
