@@ -62,6 +62,7 @@ def main(argv=None) -> int:
 
     from codetalker_blender.core.audio import load_audio
     from codetalker_blender.training.corpus import read_segments
+    from codetalker_blender.training.data import parse_name
     from codetalker_blender.training.metrics import force_align, read_hts_labels
 
     with open(os.path.join(args.speech, "speech.json"), encoding="utf-8") as fh:
@@ -69,12 +70,12 @@ def main(argv=None) -> int:
     found: dict[str, dict[str, list[float]]] = {}
     skipped = used = 0
     for name, info in sorted(clips.items()):
-        subject, number = name.rsplit("_sentence", 1)
-        if not args.numbers[0] <= int(number) <= args.numbers[1]:
+        subject, number = parse_name(name)
+        if not args.numbers[0] <= number <= args.numbers[1]:
             continue
         if args.subjects and subject not in args.subjects:
             continue
-        synth = "espeak-ng" if "voice" in info and str(info["voice"]).startswith("espeak") else "Piper"
+        synth = "espeak-ng" if info.get("voice", "").startswith("espeak") else "Piper"
         segs = read_segments(os.path.join(args.speech, "segments", name + ".json"))
         got = offsets(load_audio(os.path.join(args.speech, "wav", name + ".wav")), info["text"], segs)
         if got is None:
@@ -86,8 +87,7 @@ def main(argv=None) -> int:
     print(f"{used} clips aligned, {skipped} left out (alignment failed or lip consonants did not pair up)")
     print("pocketsphinx middle minus corpus middle, ms (negative: the corpus's labels are late)")
     for synth, per in found.items():
-        pooled = np.concatenate([np.asarray(v) for v in per.values()]) * 1000
-        for k, v in sorted(per.items()) + [("all", list(pooled / 1000))]:
+        for k, v in sorted(per.items()) + [("all", [x for xs in per.values() for x in xs])]:
             x = np.asarray(v) * 1000
             q1, med, q3 = np.percentile(x, [25, 50, 75])
             print(f"  {synth:9s} {k:4s} n={x.size:4d}  median {med:6.1f}  quartiles {q1:6.1f} {q3:6.1f}")
