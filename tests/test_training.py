@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import pickle
 
@@ -96,6 +97,17 @@ def test_advancing_segments_clips_at_zero():
     assert [s.symbol for s in moved] == ["m", "a"]  # the silence fell before time 0
     assert (moved[0].start, moved[0].end) == pytest.approx((0.0, 0.07))
     assert (moved[1].start, moved[1].end, moved[1].stressed) == pytest.approx((0.07, 0.27, True))
+
+
+def test_utterances_get_short_and_long_silences_around_them():
+    from codetalker_blender.training.corpus import LEAD_TAIL, LONG_PAUSE, silence_lengths
+
+    rng = np.random.default_rng(0)
+    sides = np.array([silence_lengths(rng) for _ in range(2000)]).ravel()
+    assert sides.min() >= LEAD_TAIL[0] and sides.max() <= LEAD_TAIL[1] + LONG_PAUSE[1]
+    long = sides > LEAD_TAIL[1]
+    assert 0.4 < long.mean() < 0.6  # about half the sides: users' clips often start with seconds of silence
+    assert (sides > 1.5).mean() > 0.1 and (sides < 0.5).mean() > 0.2
 
 
 def test_piper_segments_agree_with_an_acoustic_aligner(tmp_path):
@@ -195,6 +207,76 @@ def test_corpus_from_both_synthesisers_extends_without_remaking(tmp_path, flame_
     assert not [f for f in os.listdir(os.path.join(out, "vertices_npy")) if "part" in f]
 
 
+def test_motion_of_any_blend_of_the_speakers(tmp_path, flame_rig):
+    import os
+
+    from codetalker_blender.training import corpus
+
+    # A hand-made speech folder: two clips by two of three speakers, "ah ma pa ah".
+    speech, out = tmp_path / "speech", tmp_path / "flame"
+    (speech / "wav").mkdir(parents=True)
+    (speech / "segments").mkdir()
+    S = art.Segment
+    segs = [S("sil", 0, 0.3), S("ɑ", 0.3, 0.5, True), S("m", 0.5, 0.6), S("ɑ", 0.6, 0.8), S("p", 0.8, 0.9),
+            S("ɑ", 0.9, 1.1), S("sil", 1.1, 1.5)]
+    speakers = art.SPEAKERS[:3]
+    clips_info = {}
+    for sp in speakers[:2]:
+        name = corpus.clip_name(f"Synth_{sp.name}", 1)
+        corpus.write_wav(str(speech / "wav" / f"{name}.wav"), np.zeros(24000, np.float32))
+        (speech / "segments" / f"{name}.json").write_text(json.dumps([[x.symbol, x.start, x.end, x.stressed] for x in segs]))
+        clips_info[name] = {"speaker": sp.name, "seconds": 1.5}
+    (speech / "speech.json").write_text(json.dumps({"speakers": [dataclasses.asdict(x) for x in speakers],
+                                                    "clips": clips_info}))
+    corpus.make_motion(str(speech), str(out), flame_rig, 30.0, "flame", seed=5, log=lambda m: None)
+    names = ["Synth_broad", "Synth_subtle", "Synth_jaw"]
+    data = DataConfig(str(out), tuple(names[:2]), splits={"train": [1, 1]})
+    broad, subtle = clips(data, "train")
+    coeffs = np.load(out / "rig_coeffs" / f"{broad.name}.npy")
+    assert coeffs.shape == (3, 45, len(rig.FIELDS)) and broad.rig is not None
+    # The clip's own row is the published-layout motion, and the articulation of its speaker.
+    stored = np.load(broad.vertices) - broad.template[None]
+    assert np.allclose(broad.motion(), stored, atol=1e-6)
+    own = art.field_coefficients(segs, 45, 30.0, speakers[0], np.random.default_rng([5, corpus.hash_name(broad.name)]))
+    assert np.allclose(coeffs[0], own, atol=1e-6)
+
+    def opening(m):
+        v = (flame_rig.template.reshape(1, -1) + m).reshape(len(m), -1, 3)
+        return metrics.mouth_opening(v, flame_rig.template, flame_rig.upper_lip, flame_rig.lower_lip)
+
+    # Same timing and randomness for every speaker: the clip's other rows are its motion as
+    # the other speakers would articulate it, and blends are linear in the weights.
+    as_subtle = broad.motion({"Synth_subtle": 1.0})
+    half = broad.motion({"Synth_broad": 0.5, "Synth_subtle": 0.5})
+    assert np.allclose(half, 0.5 * (stored + as_subtle), atol=1e-6)
+    peaks = [opening(m).max() for m in (stored, half, as_subtle)]
+    assert peaks[0] > peaks[1] > peaks[2] > 0  # broad opens widest, subtle least
+    assert np.allclose(subtle.motion(), np.load(subtle.vertices) - subtle.template[None], atol=1e-6)
+    assert np.abs(broad.motion({"Synth_jaw": 1.0}) - stored).max() > 1e-3  # a third speaker, not in the recipe
+    with pytest.raises(KeyError, match="Synth_nobody"):
+        broad.motion({"Synth_nobody": 1.0})
+
+
+def test_style_draws_are_blends_of_the_subjects():
+    subjects = tuple(f"S{i}" for i in range(6))
+    rng = np.random.default_rng(0)
+    state = rng.bit_generator.state
+    assert train.draw_style(subjects, "S2", 0.0, rng) == {"S2": 1.0}
+    assert rng.bit_generator.state == state  # no mixing draws nothing: old runs stay reproducible
+    draws = [train.draw_style(subjects, "S2", 0.5, rng) for _ in range(2000)]
+    own = sum(d == {"S2": 1.0} for d in draws)
+    assert 900 < own < 1200  # half the draws, plus the mixed ones that chose S2 alone
+    for d in draws:
+        assert set(d) <= set(subjects) and all(w >= 0 for w in d.values())
+        assert sum(d.values()) == pytest.approx(1.0)
+    sizes = {len(d) for d in draws}
+    assert sizes == set(range(1, 7))
+    near_equal = [d for d in draws if len(d) == 6 and max(d.values()) < 0.25]
+    assert near_equal  # the default style (all six equally) is among the blends shown
+    vec = train.style_vector(subjects, {"S1": 0.25, "S4": 0.75})
+    assert vec.tolist() == [0, 0.25, 0, 0, 0.75, 0]
+
+
 def test_coarticulation_closes_bilabials_opens_vowels_and_rests_in_silence():
     S = art.Segment
     segs = [S("sil", 0, 0.3), S("a", 0.3, 0.45), S("b", 0.45, 0.52), S("a", 0.52, 0.7), S("sil", 0.7, 1.2)]
@@ -234,6 +316,9 @@ def test_clip_names_and_splits(tmp_path):
     assert [c.name for c in clips(several, "train")] == ["A_sentence01", "A_sentence03", "B_sentence01"]
     m = train_clips[2].motion()
     assert m.shape == (3, 6) and np.allclose(m, 0.0)  # every second frame, minus B's template (ones)
+    assert train_clips[2].rig is None
+    with pytest.raises(ValueError, match="rig coefficients"):
+        train_clips[0].motion({"B": 1.0})  # real data has no other speaker's articulation of a clip
 
 
 def test_metrics_on_known_motion():
@@ -262,7 +347,9 @@ def _tiny_cfg(vertices: int, subjects) -> ModelConfig:
     )
 
 
-def _tiny_dataset(root, rng, subjects=("S1", "S2"), clips_per=3, vertices=20):
+def _tiny_dataset(root, rng, subjects=("S1", "S2"), clips_per=3, vertices=20, with_rig=False):
+    """Clips whose motion is (1 + speaker) * (sin, cos) on a random 2-field basis; ``with_rig``
+    also writes that basis and every speaker's coefficients, as our synthetic corpus does."""
     import soundfile as sf
 
     (root / "wav").mkdir(parents=True)
@@ -276,11 +363,17 @@ def _tiny_dataset(root, rng, subjects=("S1", "S2"), clips_per=3, vertices=20):
             t = 45
             phase = np.linspace(0, 6, t)[:, None]
             motion = (1 + s_i) * (np.sin(phase) * basis[0] + np.cos(2 * phase) * basis[1])
+            if with_rig:
+                (root / "rig_coeffs").mkdir(exist_ok=True)
+                sc = np.arange(1, len(subjects) + 1, dtype=np.float32)[:, None, None]
+                np.save(root / "rig_coeffs" / f"{name}.npy", sc * np.concatenate([np.sin(phase), np.cos(2 * phase)], 1))
             np.save(root / "vertices_npy" / f"{name}.npy", template.reshape(1, -1) + motion)
             sf.write(root / "wav" / f"{name}.wav", rng.normal(size=24000).astype(np.float32) * 0.1, 16000)
             np.save(root / "features" / f"{name}.aug0.npy", rng.normal(size=(75, 16)).astype(np.float16))
     with open(root / "templates.pkl", "wb") as fh:
         pickle.dump({s: template for s in subjects}, fh)
+    if with_rig:
+        np.savez(root / "rig.npz", template=template, fields=basis.reshape(2, vertices, 3), speakers=np.array(subjects))
     return template
 
 
@@ -333,6 +426,29 @@ def test_both_stages_train_resume_and_export_exactly(tmp_path):
     assert torch.equal(tuned_state["autoencoder.quantize.embedding.weight"],
                        start_state["autoencoder.quantize.embedding.weight"])
     assert not torch.equal(tuned_state["feat_map.weight"], start_state["feat_map.weight"])
+
+
+def test_both_stages_train_with_style_mixing_on_a_corpus_with_a_rig(tmp_path):
+    rng = np.random.default_rng(2)
+    _tiny_dataset(tmp_path / "data", rng, with_rig=True)
+    cfg = _tiny_cfg(20, ("S1", "S2"))
+    data = DataConfig(str(tmp_path / "data"), ("S1", "S2"), splits={"train": [1, 3], "val": [1, 1]})
+    c = clips(data, "train")[0]
+    assert np.allclose(c.motion(), np.load(c.vertices) - c.template[None], atol=1e-7)  # the rig makes the same motion
+    opts = train.StageOptions(epochs=1, lr=1e-3, feature_versions=1, style_mixing=1.0, warmup=1)
+    s1 = train.train_stage1(cfg, data, opts, str(tmp_path / "run"))
+
+    from codetalker_blender.core.predictor import CodeTalker
+
+    encoder_state = CodeTalker(cfg).audio_encoder.state_dict()
+    s2 = train.train_stage2(cfg, data, opts, str(tmp_path / "run"), s1, encoder_state)
+    state = torch.load(s2, weights_only=True)["model"]
+    assert torch.isfinite(state["learnable_style_emb.weight"]).all()
+    # Without rig coefficients there is nothing to blend: a clear refusal, not real data re-articulated.
+    plain = tmp_path / "plain"
+    _tiny_dataset(plain, np.random.default_rng(3))
+    with pytest.raises(SystemExit, match="style_mixing needs a synthetic corpus"):
+        train.train_stage1(cfg, DataConfig(str(plain), ("S1", "S2"), splits=data.splits), opts, str(tmp_path / "r2"))
 
 
 def test_stage1_learns_the_motion(tmp_path):

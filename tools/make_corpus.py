@@ -1,12 +1,14 @@
 """Build the synthetic training corpus: speech, cached speech features, FLAME and BIWI motion.
 
-    .venv/bin/python tools/make_corpus.py --out data/synth --per-speaker 60 --seed 1
-    .venv/bin/python tools/make_corpus.py --out data/synth --per-speaker 60 --espeak-per-speaker 24 --seed 1 \
-        --whisper-layers 4 --features-dir data/synth/speech/features  # + espeak-ng, configs/bundled_flame_espeak.yaml
+    .venv/bin/python tools/make_corpus.py --out data/synth --per-speaker 80 --seed 1
+    .venv/bin/python tools/make_corpus.py --out data/synth_espeak --per-speaker 60 --espeak-per-speaker 24 --seed 1 \
+        --whisper-layers 4 --features-dir data/synth_espeak/speech/features --topologies flame
+        # + espeak-ng, for configs/bundled_flame_espeak.yaml
 
 Writes ``<out>/speech`` (wav + timed phones + features of the recipe's
 Whisper encoder blocks) and ``<out>/flame``,
-``<out>/biwi`` in the published VOCASET/BIWI layout (see
+``<out>/biwi`` in the published VOCASET/BIWI layout, plus the rig and every
+speaker's rig coefficients per clip for style mixing (see
 codetalker_blender/training/corpus.py). Steps already done are skipped, so an
 interrupted run resumes. Needs the training extra: ``pip install -e .[train]``.
 """
@@ -29,7 +31,7 @@ TOPOLOGIES = {"flame": 30.0, "biwi": 25.0}
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default="data/synth")
-    ap.add_argument("--per-speaker", type=int, default=60, help="Piper utterances per synthetic speaker")
+    ap.add_argument("--per-speaker", type=int, default=80, help="Piper utterances per synthetic speaker")
     ap.add_argument("--espeak-per-speaker", type=int, default=0,
                     help="espeak-ng utterances per synthetic speaker (numbered after the Piper ones)")
     ap.add_argument("--seed", type=int, default=1)

@@ -9,7 +9,7 @@ cd "$root"
 bash tools/setup_env.sh
 export CODETALKER_SHARED="${CODETALKER_SHARED:-$root/../shared}"
 py=.venv/bin/python
-$py tools/make_corpus.py --out data/synth --per-speaker 60 --seed 1 --shared "$CODETALKER_SHARED"
+$py tools/make_corpus.py --out data/synth --per-speaker 80 --seed 1 --shared "$CODETALKER_SHARED"
 for topo in flame biwi; do
     recipe="configs/bundled_${topo}.yaml"
     run="$($py -c 'import sys, yaml; print(yaml.safe_load(open(sys.argv[1]))["run_dir"])' "$recipe")"

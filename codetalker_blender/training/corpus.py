@@ -9,6 +9,13 @@ Layout, as the published training code expects for VOCASET / BIWI::
     <dataset>/vertices_npy/<same name>.npy           (frames, V*3) float32 at the dataset's fps
     <dataset>/templates.pkl                          {subject: (V, 3) float32}
     <dataset>/corpus.json                            how it was made
+    <dataset>/rig.npz                                the rig's fields (P, V, 3) and speaker order (ours)
+    <dataset>/rig_coeffs/<same name>.npy             (speakers, frames, P) rig coefficients (ours)
+
+The last two are ours: the clip's motion as every synthetic speaker would
+articulate it (same timing, same per-utterance randomness), so training can
+blend speakers' styles (:class:`.data.RigMotion`). The motion in
+``vertices_npy`` is the clip's own speaker's row.
 
 Speech comes from the Piper voice ``en_US-joe-medium`` (with phoneme
 alignments), made into several voices by resampling (pitch and vocal-tract
@@ -114,9 +121,25 @@ def make_espeak_utterance(engine, text: str, style: SpeakerStyle, rng: np.random
                                              "pitch": pitch})
 
 
+# Silence around each utterance: every side gets LEAD_TAIL seconds, and with LONG_PAUSE_CHANCE
+# a long pause on top. Users' clips often start or end with seconds of silence; a model that
+# had seen at most 0.7 s opened the mouth by 1-2.6 mm once a silence ran longer (real and
+# synthetic speech alike), apparently taking the time since the start as a cue for speech.
+LEAD_TAIL = (0.15, 0.7)  # seconds
+LONG_PAUSE_CHANCE = 0.5
+LONG_PAUSE = (0.3, 2.0)  # seconds
+
+
+def silence_lengths(rng: np.random.Generator) -> tuple[float, float]:
+    """Seconds of silence before and after an utterance."""
+    lead, tail = rng.uniform(*LEAD_TAIL), rng.uniform(*LEAD_TAIL)
+    extra = rng.uniform(*LONG_PAUSE, size=2) * (rng.random(2) < LONG_PAUSE_CHANCE)
+    return lead + float(extra[0]), tail + float(extra[1])
+
+
 def _pad_and_level(audio: np.ndarray, segs: list[Segment], rng: np.random.Generator, info: dict):
     """Silence of random length around the speech, peak at 0.5; segments shifted to match."""
-    lead, tail = rng.uniform(0.15, 0.7), rng.uniform(0.15, 0.7)
+    lead, tail = silence_lengths(rng)
     audio = np.concatenate([np.zeros(int(lead * SAMPLE_RATE), np.float32), audio,
                             np.zeros(int(tail * SAMPLE_RATE), np.float32)])
     total = audio.size / SAMPLE_RATE
@@ -187,26 +210,29 @@ def read_segments(path: str) -> list[Segment]:
 
 
 def make_motion(speech: str, out: str, rig: Rig, fps: float, topology: str, seed: int, log=print) -> None:
-    """Vertex sequences for every clip of ``speech`` on ``rig`` at ``fps``, in the published layout."""
+    """Vertex sequences for every clip of ``speech`` on ``rig`` at ``fps``, in the published layout,
+    and the clip's rig coefficients under every speaker's articulation."""
     with open(os.path.join(speech, "speech.json"), encoding="utf-8") as fh:
         manifest = json.load(fh)
     styles = {s["name"]: SpeakerStyle(**s) for s in manifest["speakers"]}
-    os.makedirs(os.path.join(out, "wav"), exist_ok=True)
-    os.makedirs(os.path.join(out, "vertices_npy"), exist_ok=True)
+    for sub in ("wav", "vertices_npy", "rig_coeffs"):
+        os.makedirs(os.path.join(out, sub), exist_ok=True)
     base = rig.template.reshape(1, -1)
     made = 0
     for name, info in manifest["clips"].items():
         target = os.path.join(out, "vertices_npy", name + ".npy")
-        if os.path.exists(target):
+        coeff_path = os.path.join(out, "rig_coeffs", name + ".npy")
+        if os.path.exists(target) and os.path.exists(coeff_path):
             continue
         made += 1
         segs = read_segments(os.path.join(speech, "segments", name + ".json"))
         frames = int(round(info["seconds"] * fps))
-        rng = np.random.default_rng([seed, hash_name(name)])
-        coeffs = field_coefficients(segs, frames, fps, styles[info["speaker"]], rng)
-        verts = base + rig.displacements(coeffs)
-        np.save(target + ".part.npy", verts.astype(np.float32))
-        os.replace(target + ".part.npy", target)  # an interrupted run leaves no half-written file
+        # Every speaker's articulation of this clip draws the same per-utterance randomness.
+        coeffs = np.stack([field_coefficients(segs, frames, fps, style, np.random.default_rng([seed, hash_name(name)]))
+                           for style in styles.values()]).astype(np.float32)  # (speakers, frames, P)
+        own = list(styles).index(info["speaker"])
+        _save_atomic(coeff_path, coeffs)
+        _save_atomic(target, (base + rig.displacements(coeffs[own])).astype(np.float32))
         src, dst = os.path.join(speech, "wav", name + ".wav"), os.path.join(out, "wav", name + ".wav")
         if not os.path.exists(dst):
             try:
@@ -218,11 +244,19 @@ def make_motion(speech: str, out: str, rig: Rig, fps: float, topology: str, seed
     subjects = sorted({f"Synth_{info['speaker']}" for info in manifest["clips"].values()})
     with open(os.path.join(out, "templates.pkl"), "wb") as fh:
         pickle.dump({s: rig.template.copy() for s in subjects}, fh)
+    np.savez(os.path.join(out, "rig.npz"), template=rig.template.astype(np.float32),
+             fields=rig.fields.astype(np.float32), speakers=np.array([f"Synth_{n}" for n in styles]))
     with open(os.path.join(out, "corpus.json"), "w", encoding="utf-8") as fh:
         json.dump({"topology": topology, "fps": fps, "subjects": subjects, "speech": os.path.abspath(speech),
                    "seed": seed, "upper_lip": rig.upper_lip, "lower_lip": rig.lower_lip,
                    "scale": rig.scale}, fh, indent=1)
     log(f"motion: {made} new clips ({len(manifest['clips'])} in all) on {topology} at {fps} fps -> {out}")
+
+
+def _save_atomic(path: str, array: np.ndarray) -> None:
+    """np.save through a temporary name: an interrupted run leaves no half-written file."""
+    np.save(path + ".part.npy", array)
+    os.replace(path + ".part.npy", path)
 
 
 def hash_name(name: str) -> int:

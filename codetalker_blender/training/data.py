@@ -14,6 +14,12 @@ What the published training code expects, as facts:
   other subjects; BIWI train 1-32, val 33-36, test 37-40).
 
 The pickle is the datasets' own format; only open templates files you trust.
+
+Our synthetic corpus also holds the rig that made its motion (``rig.npz``)
+and each clip's rig coefficients under every synthetic speaker
+(``rig_coeffs/``). Its clips then carry a :class:`RigMotion`, which gives
+the motion of any blend of the speakers' articulation (style mixing in
+training) and reads no vertex files.
 """
 
 from __future__ import annotations
@@ -39,6 +45,38 @@ class DataConfig:
     features_dir: str = ""  # cached 50 Hz speech features; default <root>/features
 
 
+class RigMotion:
+    """A synthetic corpus's motion from its rig: ``rig.npz`` plus ``rig_coeffs/<clip>.npy``.
+
+    The rig is linear in its coefficients, so a blend of speakers' motion is
+    the rig applied to the same blend of their coefficients.
+    """
+
+    def __init__(self, root: str):
+        with np.load(os.path.join(root, "rig.npz")) as z:
+            fields = z["fields"]
+            self.speakers = tuple(str(s) for s in z["speakers"])
+        self.fields = fields.reshape(len(fields), -1).astype(np.float32)  # (P, V*3)
+        self.folder = os.path.join(root, "rig_coeffs")
+
+    @classmethod
+    def find(cls, root: str) -> RigMotion | None:
+        return cls(root) if os.path.isfile(os.path.join(root, "rig.npz")) else None
+
+    def has(self, name: str) -> bool:
+        return os.path.isfile(os.path.join(self.folder, name + ".npy"))
+
+    def motion(self, name: str, style: dict[str, float], stride: int = 1) -> np.ndarray:
+        """Displacements (frames, V*3) of clip ``name`` articulated as the blend ``style``
+        (speaker -> weight; the weights are used as given), every ``stride``-th frame."""
+        coeffs = np.load(os.path.join(self.folder, name + ".npy"))[:, ::stride].astype(np.float32)  # (S, T, P)
+        unknown = set(style) - set(self.speakers)
+        if unknown:
+            raise KeyError(f"no rig coefficients for {sorted(unknown)} (corpus speakers: {list(self.speakers)})")
+        w = np.array([style.get(s, 0.0) for s in self.speakers], dtype=np.float32)
+        return np.tensordot(w, coeffs, axes=1) @ self.fields
+
+
 @dataclass
 class Clip:
     name: str
@@ -48,9 +86,20 @@ class Clip:
     vertices: str
     template: np.ndarray  # (V*3,)
     stride: int
+    rig: RigMotion | None = None  # synthetic corpora: motion of any blend of the speakers
 
-    def motion(self) -> np.ndarray:
-        """Displacements from the template (frames, V*3), float32."""
+    def motion(self, style: dict[str, float] | None = None) -> np.ndarray:
+        """Displacements from the template (frames, V*3), float32.
+
+        ``style`` (speaker -> weight, summing to 1) asks for that blend of the
+        speakers' articulation, which only a clip with a rig has; by default the
+        clip's own speaker's motion.
+        """
+        if self.rig is not None:
+            return self.rig.motion(self.name, style or {self.subject: 1.0}, self.stride)
+        if style is not None and style != {self.subject: 1.0}:
+            raise ValueError(f"{self.name}: blending speakers needs a synthetic corpus with rig coefficients "
+                             "(tools/make_corpus.py writes them)")
         v = np.load(self.vertices, mmap_mode="r")[:: self.stride]
         return np.asarray(v, dtype=np.float32).reshape(len(v), -1) - self.template[None]
 
@@ -75,6 +124,7 @@ def clips(cfg: DataConfig, split: str) -> list[Clip]:
     subjects = set(cfg.split_subjects.get(split, cfg.subjects))
     ranges = split_ranges(cfg.splits[split])
     vdir = os.path.join(cfg.root, cfg.vertices_dir)
+    rig = RigMotion.find(cfg.root)
     out = []
     for fname in sorted(os.listdir(vdir)):
         if not fname.endswith(".npy"):
@@ -87,7 +137,7 @@ def clips(cfg: DataConfig, split: str) -> list[Clip]:
         if not os.path.isfile(wav):
             continue
         out.append(Clip(name, parsed[0], parsed[1], wav, os.path.join(vdir, fname), templates[parsed[0]],
-                        cfg.vertices_stride))
+                        cfg.vertices_stride, rig if rig is not None and rig.has(name) else None))
     return out
 
 

@@ -8,7 +8,10 @@ MSE(predicted codes vs. the codes of the true motion), as the paper. Optional
 scheduled sampling feeds back a share of the model's own predictions instead
 of true frames (a first, gradient-free pass makes them, decoded either whole or
 frame by frame from their prefix as inference feeds them back), which keeps free
-running inference from drifting.
+running inference from drifting. Optional style mixing (both stages) shows a
+share of the clips with a random blend of the synthetic speakers' styles, whose
+motion the corpus's rig coefficients give exactly (:class:`.data.RigMotion`),
+so that blended style sliders are not outside what the model was trained on.
 
 Units: motion is trained divided by one scalar ``motion_scale`` (its RMS
 over the training set), so that the network sees numbers near 1 whatever the
@@ -62,6 +65,11 @@ class StageOptions:
     # How those own predictions are decoded: "full" (the whole crop at once) or
     # "prefix" (frame i from codes 0..i alone, what inference feeds back).
     sampling_decode: str = "full"
+    # Share of training steps that show a clip with a random blend of the speakers'
+    # styles (its motion re-articulated from the corpus's rig coefficients) instead
+    # of its own speaker: the style sliders and the default, equal blend are then
+    # things the model has seen. Needs a synthetic corpus (rig coefficients).
+    style_mixing: float = 0.0
 
     def __post_init__(self):
         if self.sampling_decode not in ("full", "prefix"):
@@ -100,6 +108,33 @@ def motion_scale(train: list[Clip], limit: int = 200) -> float:
         acc += float((m**2).sum())
         n += m.size
     return math.sqrt(acc / max(n, 1))
+
+
+def draw_style(subjects: tuple[str, ...], own: str, mixing: float, rng: np.random.Generator) -> dict[str, float]:
+    """The style a training clip is shown with (speaker -> weight, summing to 1).
+
+    Its own speaker, or with probability ``mixing`` a blend of 1 to all
+    ``subjects`` chosen at random, with Dirichlet weights whose concentration
+    is log-uniform in [0.3, 10]: from nearly one speaker to nearly equal shares.
+    With ``mixing`` 0 it draws nothing from ``rng``.
+    """
+    if mixing <= 0 or rng.random() >= mixing:
+        return {own: 1.0}
+    k = int(rng.integers(1, len(subjects) + 1))
+    chosen = rng.choice(len(subjects), size=k, replace=False)
+    weights = rng.dirichlet(np.full(k, math.exp(rng.uniform(math.log(0.3), math.log(10.0)))))
+    return {subjects[i]: float(w) for i, w in zip(chosen, weights)}
+
+
+def style_vector(subjects: tuple[str, ...], style: dict[str, float]) -> torch.Tensor:
+    """Style weights over ``subjects`` (n,), for CodeTalker.style_embedding."""
+    return torch.tensor([style.get(s, 0.0) for s in subjects], dtype=torch.float32)
+
+
+def _check_mixing(train: list[Clip], opts: StageOptions) -> None:
+    if opts.style_mixing > 0 and any(c.rig is None for c in train):
+        raise SystemExit("style_mixing needs a synthetic corpus with rig coefficients (rig.npz, rig_coeffs/; "
+                         "tools/make_corpus.py writes them); set it to 0 for other data")
 
 
 def _crop(t: int, max_frames: int, rng: np.random.Generator) -> slice:
@@ -148,6 +183,7 @@ def train_stage1(cfg: ModelConfig, data: DataConfig, opts: StageOptions, run_dir
     train, val = clips(data, "train"), clips(data, "val")
     if not train:
         raise SystemExit(f"no training clips found under {data.root}")
+    _check_mixing(train, opts)
     scale = motion_scale(train)
     dev = training_device()
     vq = VQAutoEncoder(cfg.vq).to(dev)
@@ -163,7 +199,8 @@ def train_stage1(cfg: ModelConfig, data: DataConfig, opts: StageOptions, run_dir
         t0, sums, usage = time.time(), np.zeros(3), np.zeros(cfg.vq.n_embed)
         pool = []  # encoder outputs, to restart dead codes from
         for i in rng.permutation(len(train)):
-            m = train[i].motion()
+            c = train[i]
+            m = c.motion(draw_style(cfg.subjects, c.subject, opts.style_mixing, rng))
             m = torch.from_numpy(m[_crop(len(m), opts.max_frames, rng)] / scale)[None].to(dev)
             for g in opt.param_groups:
                 g["lr"] = _lr(opts, step, total)
@@ -314,7 +351,7 @@ def train_stage2(
     trainable = {k: v for k, v in model.named_children() if k not in ("autoencoder", "audio_encoder")}
     start, step = _resume(last, trainable, opt)
     train, val = clips(data, "train"), clips(data, "val")
-    subject_index = {s: i for i, s in enumerate(cfg.subjects)}
+    _check_mixing(train, opts)
     folder = features_dir(data)
     log = os.path.join(run_dir, f"{name}_log.jsonl")
     total = opts.epochs * len(train)
@@ -327,11 +364,12 @@ def train_stage2(
         t0, sums = time.time(), np.zeros(2)
         for i in rng.permutation(len(train)):
             c = train[i]
-            m = c.motion()
+            blend = draw_style(cfg.subjects, c.subject, opts.style_mixing, rng)
+            m = c.motion(blend)
             feats = clip_features(c, folder, int(rng.integers(opts.feature_versions)), model.audio_encoder)
             m, feats = _aligned_crop(m, feats, cfg, opts.max_frames, rng)
             motion = torch.from_numpy(m / scale)[None].to(dev)
-            style = model.learnable_style_emb.weight[subject_index[c.subject]]
+            style = model.style_embedding(style_vector(cfg.subjects, blend).to(dev))
             for g in opt.param_groups:
                 g["lr"] = _lr(opts, step, total)
             feats_t = torch.from_numpy(feats)[None].to(dev)
@@ -350,7 +388,7 @@ def train_stage2(
             opt.step()
             step += 1
             sums += [loss_motion.item(), loss_reg.item()]
-        val_motion = evaluate_stage2(model, val, folder, scale, subject_index)
+        val_motion = evaluate_stage2(model, val, folder, scale)
         _log(log, {"epoch": epoch + 1, "step": step, "motion_mse": sums[0] / len(train), "reg_mse": sums[1] / len(train),
                    "val_motion_mse": val_motion, "lr": _lr(opts, step, total), "seconds": round(time.time() - t0, 1)})
         _save(last, {**{k: v.state_dict() for k, v in trainable.items()}, "optimizer": opt.state_dict(),
@@ -372,7 +410,7 @@ def _aligned_crop(m: np.ndarray, feats: np.ndarray, cfg: ModelConfig, max_frames
 
 
 @torch.no_grad()
-def evaluate_stage2(model: CodeTalker, val: list[Clip], folder: str, scale: float, subject_index: dict) -> float:
+def evaluate_stage2(model: CodeTalker, val: list[Clip], folder: str, scale: float) -> float:
     model.eval()
     total = 0.0
     rng = np.random.default_rng(0)
@@ -380,7 +418,7 @@ def evaluate_stage2(model: CodeTalker, val: list[Clip], folder: str, scale: floa
     for c in val:
         m, feats = _aligned_crop(c.motion(), clip_features(c, folder, 0, model.audio_encoder), model.cfg, 10**9, rng)
         motion = torch.from_numpy(m / scale)[None].to(dev)
-        style = model.learnable_style_emb.weight[subject_index[c.subject]]
+        style = model.style_embedding(style_vector(model.cfg.subjects, {c.subject: 1.0}).to(dev))
         rec, _, _ = stage2_forward(model, motion, torch.from_numpy(feats)[None].to(dev), style)
         total += F.mse_loss(rec, motion).item()
     return total / max(1, len(val))
