@@ -208,7 +208,6 @@ def test_corpus_from_both_synthesisers_extends_without_remaking(tmp_path, flame_
 
 
 def test_motion_of_any_blend_of_the_speakers(tmp_path, flame_rig):
-    import os
 
     from codetalker_blender.training import corpus
 
