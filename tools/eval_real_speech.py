@@ -17,6 +17,10 @@ lip vertex, minus its rest value) at phone middles:
   which is longer than fast mode's feedback window on every frame after the
   first second (``--feedback-windows`` compares other window lengths there).
 
+``--per-style`` repeats the closure, open-vowel and rest checks for every
+single style (training speaker) and the default blend, and also on
+arctic_a0009 with its hand-made phone labels instead of the aligner's.
+
 The checks run on exact mode's motion, or on fast mode's with ``--mode fast``.
 Every figure is printed; ``--json`` also writes them.
 """
@@ -49,13 +53,14 @@ def topology_rig(num_vertices: int, shared: str):
     return rig_for_topology({5023: "flame", 23370: "biwi"}[num_vertices], shared)
 
 
-def evaluate_clip(model, rig, path: str, text: str, style=None, modes=("exact", "fast")) -> dict:
+def evaluate_clip(model, rig, path: str, text: str, style=None, modes=("exact", "fast"), phones=None) -> dict:
+    """The checks on one clip; ``phones``: its phone timing (default: forced alignment of ``text``)."""
     from codetalker_blender.core.api import animate
     from codetalker_blender.core.audio import load_audio
     from codetalker_blender.training.metrics import envelope, force_align, mouth_opening, opening_at
 
     samples = load_audio(path)
-    phones = force_align(samples, text)
+    phones = phones if phones is not None else force_align(samples, text)
     anims = {m: animate(model, samples, rig.template, style, device="cpu", mode=m) for m in modes}
     main = anims[modes[0]]
     fps = main.fps
@@ -129,6 +134,39 @@ def fast_vs_exact_joined(model, rig, folder: str, windows=(32,)) -> dict:
     return out
 
 
+def per_style_checks(model, rig, shared: str, mode: str) -> dict:
+    """Closures, open vowels and rest for the default blend and each single style, on the
+    aligned clips and on arctic_a0009 with its hand-made labels."""
+    from codetalker_blender.core.audio import load_audio
+    from codetalker_blender.training.metrics import force_align, read_hts_labels
+
+    folder = os.path.join(shared, "audio")
+    phones = {n: force_align(load_audio(os.path.join(folder, n)), t) for n, t in TRANSCRIPTS.items()}
+    hand = read_hts_labels(os.path.join(folder, "arctic_a0009_phone.lab"))
+    out = {}
+    print(f"per style ({mode} mode): aligned clips | arctic_a0009 with hand labels")
+    for style in [None, *model.cfg.subjects]:
+        rows = [evaluate_clip(model, rig, os.path.join(folder, n), t, style, (mode,), phones[n])
+                for n, t in TRANSCRIPTS.items()]
+        h = evaluate_clip(model, rig, os.path.join(folder, "arctic_a0009.wav"), "", style, (mode,), hand)
+        r = {key: sum(x[key] for x in rows) for key in ("closure_hits", "closure_total", "open_hits", "open_total")}
+        r.update(rest_ok_clips=sum(x["rest_ok"] for x in rows), clips=len(rows),
+                 closure_ratios=[c for x in rows for c in x["closure_ratios"]],
+                 hand_closure_hits=h["closure_hits"], hand_closure_total=h["closure_total"],
+                 hand_closure_ratios=h["closure_ratios"], hand_rest_ok=h["rest_ok"], hand_rest_max_ratio=h["rest_max_ratio"])
+        name = style or "default (all equally)"
+        out[name] = r
+        print(f"  {name:22s} closures {r['closure_hits']}/{r['closure_total']}, open vowels "
+              f"{r['open_hits']}/{r['open_total']}, rest {r['rest_ok_clips']}/{r['clips']} | closures "
+              f"{h['closure_hits']}/{h['closure_total']} {h['closure_ratios']}, rest {'yes' if h['rest_ok'] else 'NO'}")
+    singles = [out[s] for s in model.cfg.subjects]
+    hits, total = sum(r["closure_hits"] for r in singles), sum(r["closure_total"] for r in singles)
+    hhits, htotal = sum(r["hand_closure_hits"] for r in out.values()), sum(r["hand_closure_total"] for r in out.values())
+    print(f"  single styles: closures {hits}/{total} = {hits / max(total, 1):.0%}; hand labels, all "
+          f"{len(out)} style settings: {hhits}/{htotal}")
+    return out
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", required=True)
@@ -138,6 +176,8 @@ def main(argv=None) -> int:
                     help="the mode whose motion is checked (the other is compared with it)")
     ap.add_argument("--feedback-windows", type=int, nargs="+", default=[32],
                     help="fast-mode feedback windows (frames) to compare with exact mode on the joined clips")
+    ap.add_argument("--per-style", action="store_true",
+                    help="also check every single style, and arctic_a0009 with its hand-made labels")
     args = ap.parse_args(argv)
 
     from codetalker_blender.core.checkpoint import load_model_file
@@ -181,6 +221,8 @@ def main(argv=None) -> int:
               f"{joined['frames']} frames): head max {r['max_mm']:.2f} mm; lips max {r['lip_max_mm']:.2f} mm, "
               f"99th percentile of per-frame max {r['lip_p99_mm']:.2f} mm, mean {r['lip_mean_mm']:.3f} mm")
     summary["joined_fast_vs_exact"] = joined
+    if args.per_style:
+        summary["per_style"] = per_style_checks(model, rig, args.shared, args.mode)
     if args.json:
         with open(args.json, "w", encoding="utf-8") as fh:
             json.dump({"model": args.model, "mode": args.mode, "clips": rows, "summary": summary}, fh, indent=1)
