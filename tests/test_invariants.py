@@ -278,6 +278,25 @@ def test_prefix_decodes_are_what_the_loop_feeds_back():
 
 
 @pytest.mark.parametrize("dataset", ["vocaset", "BIWI"])
+def test_rollout_feeds_back_the_free_running_loops_own_frames(dataset):
+    """Training's rollouts: what exact inference feeds back, i.e. its own codes decoded prefix by prefix."""
+    from codetalker_blender.core.inference import _autoregressive_loop, prefix_decodes, rollout_feedback
+
+    model = tiny_model(dataset, seed=12)
+    feats, frames = _features(model, seconds=1.2)
+    style = model.style_embedding(torch.tensor([0.3, 0.7] + [0.0] * (len(model.cfg.subjects) - 2)))
+    with torch.no_grad():
+        fed = rollout_feedback(model, feats, frames, style)
+        codes, _ = _autoregressive_loop(model, model.audio_feature_map(feats), frames, style, DecodeOptions.exact())
+        want = prefix_decodes(model.autoencoder, codes)
+        motion = generate_motion(model, feats, frames, style)
+    assert fed.shape == (1, frames, model.cfg.vq.vertice_dim)
+    assert torch.allclose(fed, want, atol=1e-5), (fed - want).abs().max()
+    # the same run as inference: its codes decode to generate_motion's output
+    assert torch.allclose(model.autoencoder.decode(codes)[0], motion, atol=1e-5)
+
+
+@pytest.mark.parametrize("dataset", ["vocaset", "BIWI"])
 def test_static_fast_step_equals_the_dynamic_fast_loop(dataset):
     """The fixed-shape step that CUDA graphs replay computes fast mode (here on the CPU)."""
     model = tiny_model(dataset, seed=11)

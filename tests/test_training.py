@@ -443,6 +443,14 @@ def test_both_stages_train_with_style_mixing_on_a_corpus_with_a_rig(tmp_path):
     s2 = train.train_stage2(cfg, data, opts, str(tmp_path / "run"), s1, encoder_state)
     state = torch.load(s2, weights_only=True)["model"]
     assert torch.isfinite(state["learnable_style_emb.weight"]).all()
+    # Fine-tuning on the model's own free-running frames (rollouts), with mixed styles.
+    roll = train.StageOptions(epochs=1, lr=1e-3, feature_versions=1, style_mixing=1.0, warmup=1,
+                              scheduled_sampling=1.0, sampling_decode="rollout")
+    tuned = train.train_stage2(cfg, data, roll, str(tmp_path / "run"), s1, encoder_state, init_from=s2, name="ft")
+    tuned_state = torch.load(tuned, weights_only=True)["model"]
+    assert not torch.equal(tuned_state["feat_map.weight"], state["feat_map.weight"])
+    with pytest.raises(ValueError, match="rollout"):
+        train.StageOptions(sampling_decode="free")
     # Without rig coefficients there is nothing to blend: a clear refusal, not real data re-articulated.
     plain = tmp_path / "plain"
     _tiny_dataset(plain, np.random.default_rng(3))
@@ -467,7 +475,7 @@ def test_recipes_make_valid_configs(name):
     from conftest import REPO
 
     sys.path.insert(0, str(REPO))
-    from tools.train import data_config, load_recipe, model_config, stage_options
+    from tools.train import data_config, final_stage2, finetune_parts, load_recipe, model_config, stage_options
 
     recipe = load_recipe(str(REPO / "configs" / f"{name}.yaml"))
     cfg, data = model_config(recipe), data_config(recipe)
@@ -477,6 +485,10 @@ def test_recipes_make_valid_configs(name):
     for key in ("stage1", "stage2", "stage2_finetune"):  # every stage section makes valid options
         if key in recipe:
             assert stage_options(recipe, key).epochs > 0 and stage_options(recipe, key, epochs=2).epochs == 2
+    parts = finetune_parts(recipe)
+    for k in range(len(parts)):  # fine-tuning in several parts: each part's options
+        assert stage_options(recipe, "stage2_finetune", part=k).scheduled_sampling > 0
+    assert final_stage2(recipe).endswith((parts[-1] if parts else "stage2") + ".pt")
     from codetalker_blender.core.checkpoint import build_empty
 
     model = build_empty(cfg)  # every size builds (on the meta device)

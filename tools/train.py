@@ -8,8 +8,11 @@
 Each stage resumes from ``<run_dir>/stage*_last.pt`` when run again, logs one
 JSON line per epoch to ``<run_dir>/stage*_log.jsonl`` and is seeded from the
 recipe. ``finetune`` continues a finished stage 2 with the recipe's
-``stage2_finetune`` options (scheduled sampling) into ``stage2_finetuned.pt``,
-which ``export`` then prefers. ``export`` folds the motion scale into the weights and writes our
+``stage2_finetune`` options (scheduled sampling) into ``stage2_finetuned.pt``;
+a list of option sections runs one after the other, each from the one
+before, into ``stage2_finetuned.pt``, ``stage2_finetuned_2.pt``, ... (parts
+already finished are skipped). ``export`` takes the last of them (or
+``stage2.pt`` without any), folds the motion scale into the weights and writes our
 safetensors format (config in the metadata, sidecar JSON), optionally float16.
 """
 
@@ -53,14 +56,31 @@ def data_config(recipe: dict):
     return DataConfig(**d)
 
 
-def stage_options(recipe: dict, key: str, epochs: int | None = None):
-    """The StageOptions of the recipe's section ``key`` (``epochs`` overrides its own)."""
+def stage_options(recipe: dict, key: str, epochs: int | None = None, part: int = 0):
+    """The StageOptions of the recipe's section ``key`` (``epochs`` overrides its own); of its
+    ``part``-th entry where the section is a list (fine-tuning in several parts)."""
     from codetalker_blender.training import train
 
-    opts = dict(recipe[key] or {})
+    section = recipe[key]
+    opts = dict((section[part] if isinstance(section, list) else section) or {})
     if epochs is not None:
         opts["epochs"] = epochs
     return train.StageOptions(**opts)
+
+
+def finetune_parts(recipe: dict) -> list[str]:
+    """File names (no extension) of the recipe's fine-tuning parts, in order."""
+    section = recipe.get("stage2_finetune")
+    if not section:
+        return []
+    n = len(section) if isinstance(section, list) else 1
+    return ["stage2_finetuned" if k == 0 else f"stage2_finetuned_{k + 1}" for k in range(n)]
+
+
+def final_stage2(recipe: dict) -> str:
+    """The stage-2 file to export: the last fine-tuning part, else stage 2 itself."""
+    parts = finetune_parts(recipe)
+    return os.path.join(recipe["run_dir"], (parts[-1] if parts else "stage2") + ".pt")
 
 
 def main(argv=None) -> int:
@@ -92,15 +112,25 @@ def main(argv=None) -> int:
 
         layers = WhisperEncoderConfig.from_dict(cfg.whisper).layers
         enc = load_whisper_encoder(args.whisper or default_ct2_path(), layers)
-        extra = {} if args.step == "stage2" else dict(init_from=os.path.join(run_dir, "stage2.pt"), name="stage2_finetuned")
-        path = train.train_stage2(cfg, data, opts, run_dir, os.path.join(run_dir, "stage1.pt"), enc.state_dict(), **extra)
+        stage1 = os.path.join(run_dir, "stage1.pt")
+        if args.step == "stage2":
+            path = train.train_stage2(cfg, data, opts, run_dir, stage1, enc.state_dict())
+        else:
+            path = os.path.join(run_dir, "stage2.pt")
+            for k, name in enumerate(finetune_parts(recipe)):
+                start, path = path, os.path.join(run_dir, name + ".pt")
+                if os.path.exists(path):
+                    print(f"{path} exists, skipped")
+                    continue
+                part = stage_options(recipe, key, args.epochs, k)
+                path = train.train_stage2(cfg, data, part, run_dir, stage1, enc.state_dict(), init_from=start, name=name)
     else:
         from codetalker_blender.core.checkpoint import save_model
         from codetalker_blender.core.predictor import CodeTalker
 
-        final = os.path.join(run_dir, "stage2_finetuned.pt")
+        final = final_stage2(recipe)
         if not os.path.exists(final):
-            final = os.path.join(run_dir, "stage2.pt")
+            raise SystemExit(f"{final} is missing: run the recipe's training steps first")
         print(f"exporting {final}")
         ck = torch.load(final, map_location="cpu", weights_only=True)
         model = CodeTalker(cfg)

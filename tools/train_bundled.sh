@@ -15,7 +15,7 @@ for topo in flame biwi; do
     run="$($py -c 'import sys, yaml; print(yaml.safe_load(open(sys.argv[1]))["run_dir"])' "$recipe")"
     [ -f "$run/stage1.pt" ] || $py tools/train.py stage1 --recipe "$recipe"
     [ -f "$run/stage2.pt" ] || $py tools/train.py stage2 --recipe "$recipe"
-    [ -f "$run/stage2_finetuned.pt" ] || $py tools/train.py finetune --recipe "$recipe"
+    $py tools/train.py finetune --recipe "$recipe"   # skips the fine-tuning parts already done
     $py tools/train.py export --recipe "$recipe"
 done
 mkdir -p out/eval

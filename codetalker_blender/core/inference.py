@@ -305,9 +305,7 @@ def generate_motion(
     ``timings``, when given, receives seconds per stage: predictor, feedback
     (stage-1 decode of the fed-back frame) and final (decode of the whole clip).
     """
-    cfg = model.cfg
     ae = model.autoencoder
-    fq, zd = cfg.vq.face_quan_num, cfg.vq.zquant_dim
     clock = _Clock(timings, audio_features.device)
     memory = model.audio_feature_map(audio_features)  # (1, S, F)
     windowed = options.feedback_window is not None and options.attention_window is not None
@@ -323,30 +321,60 @@ def generate_motion(
         motion = decode_windowed(ae, codes, options.final_window, options.final_overlap)
         clock.lap("final")
         return motion[0]
+    codes, _ = _autoregressive_loop(model, memory, frames, style, options, progress, cancel, clock)
+    _check_cancel(cancel)
+    motion = decode_windowed(ae, codes, options.final_window, options.final_overlap)
+    clock.lap("final")
+    return motion[0]
+
+
+def _autoregressive_loop(model, memory, frames, style, options, progress=None, cancel=None, clock=None,
+                         keep_feedback: bool = False):
+    """The loop proper (eager): codes (1, frames, fq, zd) and, with ``keep_feedback``, the
+    fed-back frames' decoder states (frames, H) (the last one computed only then)."""
+    cfg = model.cfg
+    ae = model.autoencoder
+    fq, zd = cfg.vq.face_quan_num, cfg.vq.zquant_dim
     predictor = _CachedPredictor(model, memory, frames, options.attention_window)
     feedback = _FeedbackDecoder(ae.decoder, frames, options.feedback_window, memory.device, memory.dtype)
     fb_weight, fb_bias = feedback_map(model)
     codes = torch.zeros(1, frames, fq, zd, device=memory.device, dtype=memory.dtype)
+    states = [] if keep_feedback else None
     style = style.view(1, -1)
     token = style  # step 0 input: the style embedding
     positions = torch.arange(frames, device=memory.device)
-    clock.lap(None)
+    if clock is not None:
+        clock.lap(None)
     for i in range(frames):
         _check_cancel(cancel)
         x = token + model.PPE.rows(positions[i : i + 1])
         z = model.feat_map(predictor.step(i, x)).view(1, 1, fq, zd)
         codes[:, i : i + 1], _ = ae.quantize(z)
-        clock.lap("predictor")
-        if i < frames - 1:
+        if clock is not None:
+            clock.lap("predictor")
+        if i < frames - 1 or keep_feedback:
             last = feedback.push(i, codes[0, i])
             token = F.linear(last, fb_weight, fb_bias) + style
-            clock.lap("feedback")
+            if keep_feedback:
+                states.append(last)
+            if clock is not None:
+                clock.lap("feedback")
         if progress is not None:
             progress(i + 1, frames)
-    _check_cancel(cancel)
-    motion = decode_windowed(ae, codes, options.final_window, options.final_overlap)
-    clock.lap("final")
-    return motion[0]
+    return codes, (torch.cat(states) if keep_feedback else None)
+
+
+@torch.no_grad()
+def rollout_feedback(model, audio_features: torch.Tensor, frames: int, style: torch.Tensor) -> torch.Tensor:
+    """What exact-mode inference feeds back when it runs free: frame i decoded from the
+    model's own codes 0..i, (1, frames, V*3). Training shows the predictor these frames
+    (scheduled sampling on rollouts), which is the history it has at inference.
+
+    audio_features (1, frames * feats_per_frame, hidden), style (F,).
+    """
+    memory = model.audio_feature_map(audio_features)
+    _, states = _autoregressive_loop(model, memory, frames, style, DecodeOptions.exact(), keep_feedback=True)
+    return model.autoencoder.decoder.vertice_map_reverse(states).unsqueeze(0)
 
 
 class _Clock:

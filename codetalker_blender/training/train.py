@@ -39,7 +39,7 @@ import torch.nn.functional as F
 from ..core.audio import load_audio
 from ..core.audio_encoder import frame_count, to_feature_rate
 from ..core.config import WAV2VEC2_FEATURE_RATE, ModelConfig
-from ..core.inference import prefix_decodes
+from ..core.inference import prefix_decodes, rollout_feedback
 from ..core.predictor import CodeTalker
 from ..core.vqvae import VQAutoEncoder
 from .corpus import feature_path, save_speech_features
@@ -62,8 +62,10 @@ class StageOptions:
     # Stage 2: share of fed-back frames replaced by the model's own (detached)
     # prediction, against the drift of free-running inference (exposure bias).
     scheduled_sampling: float = 0.0
-    # How those own predictions are decoded: "full" (the whole crop at once) or
-    # "prefix" (frame i from codes 0..i alone, what inference feeds back).
+    # Which own predictions: "full" (teacher-forced codes, the whole crop decoded at
+    # once), "prefix" (teacher-forced codes, frame i decoded from codes 0..i alone,
+    # as inference feeds back) or "rollout" (the model run free over the crop, as
+    # at inference, and its fed-back frames: the history it really has then).
     sampling_decode: str = "full"
     # Share of training steps that show a clip with a random blend of the speakers'
     # styles (its motion re-articulated from the corpus's rig coefficients) instead
@@ -72,8 +74,8 @@ class StageOptions:
     style_mixing: float = 0.0
 
     def __post_init__(self):
-        if self.sampling_decode not in ("full", "prefix"):
-            raise ValueError(f"sampling_decode must be 'full' or 'prefix', not {self.sampling_decode!r}")
+        if self.sampling_decode not in ("full", "prefix", "rollout"):
+            raise ValueError(f"sampling_decode must be 'full', 'prefix' or 'rollout', not {self.sampling_decode!r}")
 
 
 def training_device() -> torch.device:
@@ -259,6 +261,16 @@ def clip_features(clip: Clip, folder: str, version: int, encoder) -> np.ndarray:
     return np.load(path).astype(np.float32)
 
 
+def frame_features(feats50: torch.Tensor, frames: int, cfg: ModelConfig) -> torch.Tensor:
+    """50 Hz features (1, N, C) -> ``feats_per_frame`` per motion frame (1, frames * r, C), the
+    last one repeated where the audio is a little short."""
+    r = cfg.timing.feats_per_frame
+    feats = to_feature_rate(feats50, frames, cfg.timing)
+    if feats.shape[1] < frames * r:
+        feats = F.pad(feats.transpose(1, 2), (0, frames * r - feats.shape[1]), mode="replicate").transpose(1, 2)
+    return feats
+
+
 def predict_codes(
     model: CodeTalker,
     motion: torch.Tensor,
@@ -274,11 +286,7 @@ def predict_codes(
     """
     cfg = model.cfg
     t = motion.shape[1]
-    feats = to_feature_rate(feats50, t, cfg.timing)  # (1, T*r, C)
-    if feats.shape[1] < t * cfg.timing.feats_per_frame:
-        feats = F.pad(feats.transpose(1, 2), (0, t * cfg.timing.feats_per_frame - feats.shape[1]),
-                      mode="replicate").transpose(1, 2)
-    memory = model.audio_feature_map(feats)
+    memory = model.audio_feature_map(frame_features(feats50, t, cfg))
     emb = style.view(1, 1, -1)
     # Step 0 sees the style embedding alone (as at inference), step i frame i-1.
     fed = motion if inputs is None else inputs
@@ -310,6 +318,8 @@ def sampled_inputs(model: CodeTalker, motion, feats50, style, opts: StageOptions
     """The model's own motion for scheduled sampling (gradient-free), decoded as ``opts.sampling_decode`` says."""
     ae = model.autoencoder
     with torch.no_grad():
+        if opts.sampling_decode == "rollout":
+            return rollout_feedback(model, frame_features(feats50, motion.shape[1], model.cfg), motion.shape[1], style)
         zq, _ = ae.quantize(predict_codes(model, motion, feats50, style))
         return prefix_decodes(ae, zq) if opts.sampling_decode == "prefix" else ae.decode(zq)
 
