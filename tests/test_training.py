@@ -254,6 +254,8 @@ def test_motion_of_any_blend_of_the_speakers(tmp_path, flame_rig):
     assert np.abs(broad.motion({"Synth_jaw": 1.0}) - stored).max() > 1e-3  # a third speaker, not in the recipe
     with pytest.raises(KeyError, match="Synth_nobody"):
         broad.motion({"Synth_nobody": 1.0})
+    with pytest.raises(ValueError, match="sum to 1"):
+        broad.motion({"Synth_broad": 0.5})
 
 
 def test_style_draws_are_blends_of_the_subjects():
@@ -458,6 +460,26 @@ def test_both_stages_train_with_style_mixing_on_a_corpus_with_a_rig(tmp_path):
         train.train_stage1(cfg, DataConfig(str(plain), ("S1", "S2"), splits=data.splits), opts, str(tmp_path / "r2"))
 
 
+def test_validation_on_held_out_speakers_uses_the_default_style(tmp_path):
+    # Real-data recipes validate on speakers the model has no style slot for (vocaset_real.yaml).
+    _tiny_dataset(tmp_path / "data", np.random.default_rng(4), subjects=("S1", "S2", "S3"), clips_per=2)
+    cfg = _tiny_cfg(20, ("S1", "S2"))
+    data = DataConfig(str(tmp_path / "data"), ("S1", "S2"), splits={"train": [1, 2], "val": [1, 2]},
+                      split_subjects={"val": ["S3"]})
+    assert {c.subject for c in clips(data, "val")} == {"S3"}
+    opts = train.StageOptions(epochs=1, lr=1e-3, feature_versions=1, warmup=1)
+    run = str(tmp_path / "run")
+    s1 = train.train_stage1(cfg, data, opts, run)
+
+    from codetalker_blender.core.predictor import CodeTalker
+
+    train.train_stage2(cfg, data, opts, run, s1, CodeTalker(cfg).audio_encoder.state_dict())
+    log = [json.loads(x) for x in open(tmp_path / "run" / "stage2_log.jsonl") if "val_motion_mse" in x]
+    assert log and all(np.isfinite(r["val_motion_mse"]) and r["val_motion_mse"] > 0 for r in log)
+    with pytest.raises(ValueError, match="S3"):
+        train.style_vector(cfg.subjects, {"S3": 1.0})
+
+
 def test_stage1_learns_the_motion(tmp_path):
     rng = np.random.default_rng(1)
     _tiny_dataset(tmp_path / "data", rng, subjects=("S1",), clips_per=2)
@@ -493,6 +515,45 @@ def test_recipes_make_valid_configs(name):
 
     model = build_empty(cfg)  # every size builds (on the meta device)
     assert model.audio_feature_map.in_features == 384
+
+
+def test_fine_tuning_parts_chain_skip_and_refuse_stale_files(tmp_path):
+    import os
+    import sys
+
+    from conftest import REPO
+
+    sys.path.insert(0, str(REPO))
+    from tools.train import finetune
+
+    run = tmp_path / "run"
+    run.mkdir()
+    recipe = {"run_dir": str(run), "stage2_finetune": [
+        {"epochs": 2, "scheduled_sampling": 0.5, "sampling_decode": "prefix"},
+        {"epochs": 1, "scheduled_sampling": 0.5, "sampling_decode": "rollout"}]}
+    (run / "stage2.pt").write_text("s2")
+    calls = []
+
+    def fake(opts, init_from, name):  # writes the part's file, as train_stage2 does
+        calls.append((opts.sampling_decode, opts.epochs, os.path.basename(init_from), name))
+        out = run / f"{name}.pt"
+        out.write_text(name)
+        return str(out)
+
+    assert finetune(recipe, fake).endswith("stage2_finetuned_2.pt")
+    assert calls == [("prefix", 2, "stage2.pt", "stage2_finetuned"),
+                     ("rollout", 1, "stage2_finetuned.pt", "stage2_finetuned_2")]
+    # Run again: both parts exist and nothing is retrained; a lost last part is redone from the first.
+    calls.clear()
+    assert finetune(recipe, fake).endswith("stage2_finetuned_2.pt") and calls == []
+    (run / "stage2_finetuned_2.pt").unlink()
+    finetune(recipe, fake, epochs=5)
+    assert calls == [("rollout", 5, "stage2_finetuned.pt", "stage2_finetuned_2")]
+    # Stage 2 retrained after the parts were made: they are stale, and it says so instead of skipping.
+    later = os.path.getmtime(run / "stage2_finetuned_2.pt") + 10
+    os.utime(run / "stage2.pt", (later, later))
+    with pytest.raises(SystemExit, match="older than"):
+        finetune(recipe, fake)
 
 
 def test_layer_probe_auc_and_fit():

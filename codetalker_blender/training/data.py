@@ -68,12 +68,14 @@ class RigMotion:
 
     def motion(self, name: str, style: dict[str, float], stride: int = 1) -> np.ndarray:
         """Displacements (frames, V*3) of clip ``name`` articulated as the blend ``style``
-        (speaker -> weight; the weights are used as given), every ``stride``-th frame."""
+        (speaker -> weight, summing to 1), every ``stride``-th frame."""
         coeffs = np.load(os.path.join(self.folder, name + ".npy"))[:, ::stride].astype(np.float32)  # (S, T, P)
         unknown = set(style) - set(self.speakers)
         if unknown:
             raise KeyError(f"no rig coefficients for {sorted(unknown)} (corpus speakers: {list(self.speakers)})")
         w = np.array([style.get(s, 0.0) for s in self.speakers], dtype=np.float32)
+        if abs(float(w.sum()) - 1.0) > 1e-4:
+            raise ValueError(f"style weights must sum to 1, got {float(w.sum()):.6g} ({style})")
         return np.tensordot(w, coeffs, axes=1) @ self.fields
 
 

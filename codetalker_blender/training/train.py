@@ -130,6 +130,9 @@ def draw_style(subjects: tuple[str, ...], own: str, mixing: float, rng: np.rando
 
 def style_vector(subjects: tuple[str, ...], style: dict[str, float]) -> torch.Tensor:
     """Style weights over ``subjects`` (n,), for CodeTalker.style_embedding."""
+    unknown = set(style) - set(subjects)
+    if unknown:
+        raise ValueError(f"styles {sorted(unknown)} are not among the model's subjects {list(subjects)}")
     return torch.tensor([style.get(s, 0.0) for s in subjects], dtype=torch.float32)
 
 
@@ -428,7 +431,10 @@ def evaluate_stage2(model: CodeTalker, val: list[Clip], folder: str, scale: floa
     for c in val:
         m, feats = _aligned_crop(c.motion(), clip_features(c, folder, 0, model.audio_encoder), model.cfg, 10**9, rng)
         motion = torch.from_numpy(m / scale)[None].to(dev)
-        style = model.style_embedding(style_vector(model.cfg.subjects, {c.subject: 1.0}).to(dev))
+        # a held-out speaker (real data's validation subjects) is shown the equal blend of the training styles
+        subjects = model.cfg.subjects
+        blend = {c.subject: 1.0} if c.subject in subjects else {s: 1.0 / len(subjects) for s in subjects}
+        style = model.style_embedding(style_vector(subjects, blend).to(dev))
         rec, _, _ = stage2_forward(model, motion, torch.from_numpy(feats)[None].to(dev), style)
         total += F.mse_loss(rec, motion).item()
     return total / max(1, len(val))
