@@ -83,6 +83,27 @@ def final_stage2(recipe: dict) -> str:
     return os.path.join(recipe["run_dir"], (parts[-1] if parts else "stage2") + ".pt")
 
 
+def finetune(recipe: dict, train_part, epochs: int | None = None) -> str:
+    """Run the recipe's fine-tuning parts in order, each from the one before (the first from
+    ``stage2.pt``); ``train_part(opts, init_from, name)`` trains one and returns its file.
+
+    A finished part is skipped, unless it is older than the file it was fine-tuned from
+    (that file was retrained since): then it stops and says what to delete. Returns the last part.
+    """
+    run_dir = recipe["run_dir"]
+    path = os.path.join(run_dir, "stage2.pt")
+    for k, name in enumerate(finetune_parts(recipe)):
+        start, path = path, os.path.join(run_dir, name + ".pt")
+        if os.path.exists(path):
+            if os.path.getmtime(path) < os.path.getmtime(start):
+                raise SystemExit(f"{path} is older than {start}, which it was fine-tuned from: "
+                                 f"delete it (and the parts after it) to fine-tune again")
+            print(f"{path} exists, skipped")
+            continue
+        path = train_part(stage_options(recipe, "stage2_finetune", epochs, k), start, name)
+    return path
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("step", choices=["stage1", "stage2", "finetune", "export"])
@@ -101,11 +122,10 @@ def main(argv=None) -> int:
     t0 = time.time()
     if args.step in ("stage1", "stage2", "finetune"):
         key = "stage2_finetune" if args.step == "finetune" else args.step
-        if key not in recipe:
+        if not recipe.get(key):
             raise SystemExit(f"{args.recipe} has no {key} section")
-        opts = stage_options(recipe, key, args.epochs)
     if args.step == "stage1":
-        path = train.train_stage1(cfg, data, opts, run_dir)
+        path = train.train_stage1(cfg, data, stage_options(recipe, key, args.epochs), run_dir)
     elif args.step in ("stage2", "finetune"):
         from codetalker_blender.core.whisper import WhisperEncoderConfig
         from codetalker_blender.training.whisper_weights import default_ct2_path, load_whisper_encoder
@@ -114,16 +134,14 @@ def main(argv=None) -> int:
         enc = load_whisper_encoder(args.whisper or default_ct2_path(), layers)
         stage1 = os.path.join(run_dir, "stage1.pt")
         if args.step == "stage2":
-            path = train.train_stage2(cfg, data, opts, run_dir, stage1, enc.state_dict())
+            path = train.train_stage2(cfg, data, stage_options(recipe, key, args.epochs), run_dir, stage1,
+                                      enc.state_dict())
         else:
-            path = os.path.join(run_dir, "stage2.pt")
-            for k, name in enumerate(finetune_parts(recipe)):
-                start, path = path, os.path.join(run_dir, name + ".pt")
-                if os.path.exists(path):
-                    print(f"{path} exists, skipped")
-                    continue
-                part = stage_options(recipe, key, args.epochs, k)
-                path = train.train_stage2(cfg, data, part, run_dir, stage1, enc.state_dict(), init_from=start, name=name)
+            def train_part(opts, init_from: str, name: str) -> str:
+                return train.train_stage2(cfg, data, opts, run_dir, stage1, enc.state_dict(), init_from=init_from,
+                                          name=name)
+
+            path = finetune(recipe, train_part, args.epochs)
     else:
         from codetalker_blender.core.checkpoint import save_model
         from codetalker_blender.core.predictor import CodeTalker
