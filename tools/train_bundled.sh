@@ -2,7 +2,7 @@
 # Rebuild the bundled models from scratch: corpus, both stages for FLAME and BIWI,
 # export to models/, then every evaluation. Resumable: finished steps are skipped
 # (corpus files, stage checkpoints), interrupted stages resume from their last epoch.
-# About 2 hours on a 2-core CPU (see models/MODEL_CARD.md for the measured times).
+# About 5 hours on a 2-core CPU (see models/MODEL_CARD.md for the measured times).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
@@ -22,6 +22,7 @@ mkdir -p out/eval
 for topo in flame biwi; do
     model="models/codetalker_${topo}_synth.safetensors"
     $py tools/eval_synthetic.py --model "$model" --recipe "configs/bundled_${topo}.yaml" --json "out/eval/${topo}_synthetic.json"
-    $py tools/eval_real_speech.py --model "$model" --json "out/eval/${topo}_real_speech.json"
+    $py tools/eval_real_speech.py --model "$model" --per-style --json "out/eval/${topo}_real_speech.json"
     $py tools/eval_style.py --model "$model" --json "out/eval/${topo}_style.json"
+    $py tools/eval_style.py --model "$model" --recipe "configs/bundled_${topo}.yaml" --json "out/eval/${topo}_style_with_synthetic.json"
 done
