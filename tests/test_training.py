@@ -480,6 +480,32 @@ def test_validation_on_held_out_speakers_uses_the_default_style(tmp_path):
         train.style_vector(cfg.subjects, {"S3": 1.0})
 
 
+def test_an_interrupted_run_resumes_to_the_same_weights(tmp_path, monkeypatch):
+    # The clip order, crops and style draws go on where they stopped, not from the first epoch's.
+    _tiny_dataset(tmp_path / "data", np.random.default_rng(5), with_rig=True)
+    cfg = _tiny_cfg(20, ("S1", "S2"))
+    data = DataConfig(str(tmp_path / "data"), ("S1", "S2"), splits={"train": [1, 3], "val": [1, 1]})
+    opts = train.StageOptions(epochs=3, lr=1e-3, feature_versions=1, style_mixing=1.0, warmup=1)
+    whole = torch.load(train.train_stage1(cfg, data, opts, str(tmp_path / "a")), weights_only=True)["vq"]
+
+    real_eval, calls = train.evaluate_stage1, []
+
+    def interrupted(*a, **k):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # during epoch 2, after epoch 1 was saved
+        return real_eval(*a, **k)
+
+    monkeypatch.setattr(train, "evaluate_stage1", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        train.train_stage1(cfg, data, opts, str(tmp_path / "b"))
+    monkeypatch.setattr(train, "evaluate_stage1", real_eval)
+    resumed = torch.load(train.train_stage1(cfg, data, opts, str(tmp_path / "b")), weights_only=True)["vq"]
+    assert [json.loads(x).get("epoch") for x in open(tmp_path / "b" / "stage1_log.jsonl")][-3:] == [1, 2, 3]
+    for k in whole:
+        assert torch.equal(whole[k], resumed[k]), k
+
+
 def test_stage1_learns_the_motion(tmp_path):
     rng = np.random.default_rng(1)
     _tiny_dataset(tmp_path / "data", rng, subjects=("S1",), clips_per=2)

@@ -155,13 +155,22 @@ def _save(path: str, payload: dict) -> None:
     os.replace(tmp, path)
 
 
-def _resume(path: str, modules: dict, opt) -> tuple[int, int]:
+def _rng_state(rng: np.random.Generator) -> dict:
+    """The random streams' positions, saved with each epoch so a resumed run goes on where it stopped
+    (instead of replaying the first epochs' clip order, crops and draws)."""
+    return {"numpy": json.dumps(rng.bit_generator.state), "torch": torch.get_rng_state()}
+
+
+def _resume(path: str, modules: dict, opt, rng: np.random.Generator) -> tuple[int, int]:
     if not os.path.exists(path):
         return 0, 0
     ck = torch.load(path, map_location="cpu", weights_only=True)
     for name, mod in modules.items():
         mod.load_state_dict(ck[name])
     opt.load_state_dict(ck["optimizer"])
+    if "rng" in ck:  # files from before the streams were saved resume with fresh ones
+        rng.bit_generator.state = json.loads(ck["rng"]["numpy"])
+        torch.set_rng_state(ck["rng"]["torch"])
     return int(ck["epoch"]), int(ck["step"])
 
 
@@ -194,7 +203,7 @@ def train_stage1(cfg: ModelConfig, data: DataConfig, opts: StageOptions, run_dir
     vq = VQAutoEncoder(cfg.vq).to(dev)
     opt = torch.optim.AdamW(vq.parameters(), lr=opts.lr, weight_decay=opts.weight_decay)
     last = os.path.join(run_dir, "stage1_last.pt")
-    start, step = _resume(last, {"vq": vq}, opt)
+    start, step = _resume(last, {"vq": vq}, opt, rng)
     log = os.path.join(run_dir, "stage1_log.jsonl")
     total = opts.epochs * len(train)
     _log(log, {"event": "start", "clips": len(train), "val": len(val), "motion_scale": scale, "epoch": start,
@@ -232,7 +241,7 @@ def train_stage1(cfg: ModelConfig, data: DataConfig, opts: StageOptions, run_dir
                    "commit": sums[2] / len(train), "codes_used": int((usage > 0).sum()), "restarted": len(dead),
                    "val_rec_l1": val_rec, "lr": _lr(opts, step, total), "seconds": round(time.time() - t0, 1)})
         _save(last, {"vq": vq.state_dict(), "optimizer": opt.state_dict(), "epoch": epoch + 1, "step": step,
-                     "motion_scale": scale})
+                     "motion_scale": scale, "rng": _rng_state(rng)})
     out = os.path.join(run_dir, "stage1.pt")
     _save(out, {"vq": {k: v.cpu() for k, v in vq.state_dict().items()}, "motion_scale": scale})
     return out
@@ -362,7 +371,7 @@ def train_stage2(
     opt = torch.optim.AdamW(params, lr=opts.lr, weight_decay=opts.weight_decay)
     last = os.path.join(run_dir, f"{name}_last.pt")
     trainable = {k: v for k, v in model.named_children() if k not in ("autoencoder", "audio_encoder")}
-    start, step = _resume(last, trainable, opt)
+    start, step = _resume(last, trainable, opt, rng)
     train, val = clips(data, "train"), clips(data, "val")
     _check_mixing(train, opts)
     folder = features_dir(data)
@@ -405,7 +414,7 @@ def train_stage2(
         _log(log, {"epoch": epoch + 1, "step": step, "motion_mse": sums[0] / len(train), "reg_mse": sums[1] / len(train),
                    "val_motion_mse": val_motion, "lr": _lr(opts, step, total), "seconds": round(time.time() - t0, 1)})
         _save(last, {**{k: v.state_dict() for k, v in trainable.items()}, "optimizer": opt.state_dict(),
-                     "epoch": epoch + 1, "step": step})
+                     "epoch": epoch + 1, "step": step, "rng": _rng_state(rng)})
     out = os.path.join(run_dir, f"{name}.pt")
     _save(out, {"model": {k: v.cpu() for k, v in model.state_dict().items()}, "motion_scale": scale})
     return out
