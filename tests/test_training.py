@@ -476,7 +476,9 @@ def test_validation_on_held_out_speakers_uses_the_default_style(tmp_path):
     train.train_stage2(cfg, data, opts, run, s1, CodeTalker(cfg).audio_encoder.state_dict())
     log = [json.loads(x) for x in open(tmp_path / "run" / "stage2_log.jsonl") if "val_motion_mse" in x]
     assert log and all(np.isfinite(r["val_motion_mse"]) and r["val_motion_mse"] > 0 for r in log)
-    with pytest.raises(ValueError, match="S3"):
+    from codetalker_blender.core.errors import StyleError
+
+    with pytest.raises(StyleError, match="S3"):
         train.style_vector(cfg.subjects, {"S3": 1.0})
 
 

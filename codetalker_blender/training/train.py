@@ -41,6 +41,7 @@ from ..core.audio_encoder import frame_count, to_feature_rate
 from ..core.config import WAV2VEC2_FEATURE_RATE, ModelConfig
 from ..core.inference import prefix_decodes, rollout_feedback
 from ..core.predictor import CodeTalker
+from ..core.style import StyleSpec, style_weights
 from ..core.vqvae import VQAutoEncoder
 from .corpus import feature_path, save_speech_features
 from .data import Clip, DataConfig, clips, features_dir
@@ -128,12 +129,10 @@ def draw_style(subjects: tuple[str, ...], own: str, mixing: float, rng: np.rando
     return {subjects[i]: float(w) for i, w in zip(chosen, weights)}
 
 
-def style_vector(subjects: tuple[str, ...], style: dict[str, float]) -> torch.Tensor:
-    """Style weights over ``subjects`` (n,), for CodeTalker.style_embedding."""
-    unknown = set(style) - set(subjects)
-    if unknown:
-        raise ValueError(f"styles {sorted(unknown)} are not among the model's subjects {list(subjects)}")
-    return torch.tensor([style.get(s, 0.0) for s in subjects], dtype=torch.float32)
+def style_vector(subjects: tuple[str, ...], style: StyleSpec) -> torch.Tensor:
+    """Style weights over ``subjects`` (n,) for CodeTalker.style_embedding, as the add-on makes them
+    (core.style.style_weights: None is all subjects equally; an unknown subject is a StyleError)."""
+    return torch.from_numpy(style_weights(style, subjects)).float()
 
 
 def _check_mixing(train: list[Clip], opts: StageOptions) -> None:
@@ -440,10 +439,9 @@ def evaluate_stage2(model: CodeTalker, val: list[Clip], folder: str, scale: floa
     for c in val:
         m, feats = _aligned_crop(c.motion(), clip_features(c, folder, 0, model.audio_encoder), model.cfg, 10**9, rng)
         motion = torch.from_numpy(m / scale)[None].to(dev)
-        # a held-out speaker (real data's validation subjects) is shown the equal blend of the training styles
-        subjects = model.cfg.subjects
-        blend = {c.subject: 1.0} if c.subject in subjects else {s: 1.0 / len(subjects) for s in subjects}
-        style = model.style_embedding(style_vector(subjects, blend).to(dev))
+        # a held-out speaker (real data's validation subjects) is shown the default style (all equally)
+        own = c.subject if c.subject in model.cfg.subjects else None
+        style = model.style_embedding(style_vector(model.cfg.subjects, own).to(dev))
         rec, _, _ = stage2_forward(model, motion, torch.from_numpy(feats)[None].to(dev), style)
         total += F.mse_loss(rec, motion).item()
     return total / max(1, len(val))
