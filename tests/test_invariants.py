@@ -297,6 +297,27 @@ def test_rollout_feeds_back_the_free_running_loops_own_frames(dataset):
 
 
 @pytest.mark.parametrize("dataset", ["vocaset", "BIWI"])
+def test_teacher_forcing_on_a_rollout_predicts_the_free_runs_codes(dataset, monkeypatch):
+    """Training fed the rollout (train.predict_codes, one pass over the whole clip) sees what the
+    free-running loop saw at every step: it predicts the same codes, so the loss is on inference's own path."""
+    from codetalker_blender.core.inference import _autoregressive_loop, rollout_feedback
+    from codetalker_blender.training import train
+
+    model = tiny_model(dataset, seed=13).eval()
+    feats, frames = _features(model, seconds=1.2)
+    style = model.style_embedding(torch.tensor([0.6, 0.4] + [0.0] * (len(model.cfg.subjects) - 2)))
+    # predict_codes resamples 50 Hz features to the motion rate; these already are at that rate
+    monkeypatch.setattr(train, "frame_features", lambda f, t, cfg: f)
+    with torch.no_grad():
+        fed = rollout_feedback(model, feats, frames, style)
+        codes, _ = _autoregressive_loop(model, model.audio_feature_map(feats), frames, style, DecodeOptions.exact())
+        pred = train.predict_codes(model, torch.zeros_like(fed), feats, style, inputs=fed)
+        zq, _ = model.autoencoder.quantize(pred)
+    assert zq.shape == codes.shape
+    assert torch.allclose(zq, codes, atol=1e-5), (zq - codes).abs().max()
+
+
+@pytest.mark.parametrize("dataset", ["vocaset", "BIWI"])
 def test_static_fast_step_equals_the_dynamic_fast_loop(dataset):
     """The fixed-shape step that CUDA graphs replay computes fast mode (here on the CPU)."""
     model = tiny_model(dataset, seed=11)
