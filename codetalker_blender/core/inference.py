@@ -343,22 +343,20 @@ def _autoregressive_loop(model, memory, frames, style, options, progress=None, c
     style = style.view(1, -1)
     token = style  # step 0 input: the style embedding
     positions = torch.arange(frames, device=memory.device)
-    if clock is not None:
-        clock.lap(None)
+    clock = clock or _Clock(None, memory.device)  # no timings: laps are no-ops
+    clock.lap(None)
     for i in range(frames):
         _check_cancel(cancel)
         x = token + model.PPE.rows(positions[i : i + 1])
         z = model.feat_map(predictor.step(i, x)).view(1, 1, fq, zd)
         codes[:, i : i + 1], _ = ae.quantize(z)
-        if clock is not None:
-            clock.lap("predictor")
+        clock.lap("predictor")
         if i < frames - 1 or keep_feedback:
             last = feedback.push(i, codes[0, i])
             token = F.linear(last, fb_weight, fb_bias) + style
             if keep_feedback:
                 states.append(last)
-            if clock is not None:
-                clock.lap("feedback")
+            clock.lap("feedback")
         if progress is not None:
             progress(i + 1, frames)
     return codes, (torch.cat(states) if keep_feedback else None)
