@@ -219,6 +219,28 @@ def test_clips_past_the_600_frame_tables(mode):
     assert np.abs(np.diff(result.vertices[590:620], axis=0)).max() < 10 * np.abs(np.diff(result.vertices[:600], axis=0)).max() + 1e-6
 
 
+def test_silence_gate_rests_the_face_in_pauses_and_leaves_speech_alone():
+    from codetalker_blender.core import animate
+    from codetalker_blender.core.audio import SilenceGate
+
+    model = tiny_model("vocaset", seed=9)
+    template = np.random.default_rng(0).standard_normal((12, 3)).astype(np.float32)
+    rng = np.random.default_rng(5)
+    hiss = (1e-3 * rng.standard_normal(16000)).astype(np.float32)  # 1 s of room noise, about -60 dB
+    speech = np.concatenate([hiss, random_speechlike(2.0, seed=6), hiss])
+    gated = animate(model, speech, template, 0, device="cpu", mode="exact")
+    raw = animate(model, speech, template, 0, device="cpu", mode="exact", gate=None)
+    assert gated.info["rest_seconds"] > 1.0 and "rest_seconds" not in raw.info
+    assert np.array_equal(gated.vertices[:18], np.repeat(template[None], 18, axis=0))  # t < 0.6 s
+    assert np.array_equal(gated.vertices[-18:], np.repeat(template[None], 18, axis=0))
+    assert np.abs(raw.vertices[:18] - template).max() > 1e-3  # the model alone moves in the noise
+    assert np.array_equal(gated.vertices[35:85], raw.vertices[35:85])  # 1.17-2.83 s: speech and its holds
+    weights = np.abs(gated.vertices - template).max(axis=(1, 2)) / np.maximum(np.abs(raw.vertices - template).max(axis=(1, 2)), 1e-9)
+    assert np.all(weights <= 1 + 1e-6)  # the gate only ever scales the motion down
+    off = animate(model, speech, template, 0, device="cpu", mode="exact", gate=SilenceGate(threshold_db=-90.0))
+    assert np.array_equal(off.vertices, raw.vertices)  # a threshold under the noise finds no silence
+
+
 def test_auto_mode_is_exact_up_to_600_frames_and_fast_beyond():
     from codetalker_blender.core import animate
     from codetalker_blender.core.api import AUTO_EXACT_FRAMES, decode_options

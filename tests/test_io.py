@@ -5,7 +5,15 @@ import pytest
 import soundfile as sf
 from conftest import SHARED
 
-from codetalker_blender.core.audio import SAMPLE_RATE, is_silent, load_audio, to_mono_16k
+from codetalker_blender.core.audio import (
+    SAMPLE_RATE,
+    SilenceGate,
+    is_silent,
+    load_audio,
+    rest_gain,
+    speech_spans,
+    to_mono_16k,
+)
 from codetalker_blender.core.errors import AudioError, TemplateError
 from codetalker_blender.core.mesh import check_vertex_count, load_template
 
@@ -48,6 +56,57 @@ def test_missing_audio_and_folder(tmp_path):
         load_audio(tmp_path / "nope.wav")
     with pytest.raises(AudioError, match="folder"):
         load_audio(tmp_path)
+
+
+def _segments(*parts, seed=0):
+    """Concatenated (seconds, dB under full scale) stretches of noise, 16 kHz."""
+    rng = np.random.default_rng(seed)
+    out = [10 ** (db / 20) * rng.standard_normal(int(sec * SAMPLE_RATE)) for sec, db in parts]
+    return np.concatenate(out).astype(np.float32)
+
+
+def test_silence_gate_finds_pauses_and_keeps_weak_consonants_and_short_gaps():
+    gate = SilenceGate(threshold_db=-22.0, hold=0.2)
+    # 1 s of room noise at -50 dB, speech at -10 dB with a 0.25 s dip to -40 dB inside it,
+    # a weak consonant (-30 dB, 20 dB under the speech) just before the last word, then 1.5 s of noise;
+    # spans are exact to a 25 ms analysis frame
+    audio = _segments((1.0, -50), (1.0, -10), (0.25, -40), (0.8, -10), (1.0, -50),
+                      (0.1, -30), (0.5, -10), (1.5, -50))
+    spans = speech_spans(audio, gate)
+    assert spans.shape == (2, 2)
+    (a0, a1), (b0, b1) = spans
+    assert a0 == pytest.approx(1.0 - 0.2, abs=0.03) and a1 == pytest.approx(3.05 + 0.2, abs=0.03)  # dip bridged
+    assert b0 == pytest.approx(4.05 - 0.2, abs=0.03)  # held from the weak consonant, not the word
+    assert b1 == pytest.approx(4.65 + 0.2, abs=0.03)
+    # the threshold is relative: the same clip 30 dB quieter gives the same spans
+    assert np.allclose(speech_spans(audio * 10 ** (-30 / 20), gate), spans)
+    # a stricter threshold drops the weak consonant from the second span
+    assert speech_spans(audio, SilenceGate(threshold_db=-15.0))[1, 0] == pytest.approx(4.15 - 0.2, abs=0.03)
+
+
+def test_rest_gain_is_one_in_speech_zero_in_silence_and_smooth_between():
+    gate = SilenceGate(threshold_db=-22.0, hold=0.2, fade=0.12)
+    audio = _segments((2.0, -60), (1.0, -12), (2.0, -60))
+    fps = 30.0
+    (start, stop), = speech_spans(audio, gate)
+    assert start == pytest.approx(1.8, abs=0.03) and stop == pytest.approx(3.2, abs=0.03)
+    gain = rest_gain(audio, gate, 150, fps)
+    t = np.arange(150) / fps
+    assert gain.dtype == np.float32 and gain.shape == (150,)
+    assert np.all(gain[(t >= start) & (t <= stop)] == 1.0)
+    assert np.all(gain[(t < start - 0.12) | (t > stop + 0.12)] == 0.0)
+    ramp_in = gain[(t > start - 0.12) & (t < start)]
+    assert ramp_in.size >= 3 and np.all(np.diff(ramp_in) > 0) and 0 < ramp_in.min() and ramp_in.max() < 1
+    assert np.abs(np.diff(gain)).max() < 0.6  # no jump from rest to full motion in one frame
+    # speech throughout: nothing held
+    assert np.all(rest_gain(_segments((3.0, -12)), gate, 90, fps) == 1.0)
+
+
+def test_silence_gate_settings_are_checked():
+    with pytest.raises(AudioError, match="threshold"):
+        SilenceGate(threshold_db=6.0)
+    with pytest.raises(AudioError, match="negative"):
+        SilenceGate(hold=-0.1)
 
 
 def test_flame_and_biwi_ply_templates():

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from . import checkpoint
-from .audio import SAMPLE_RATE, is_silent, load_audio, to_mono_16k
+from .audio import SAMPLE_RATE, SilenceGate, is_silent, load_audio, rest_gain, to_mono_16k
 from .audio_encoder import Chunking, conv_feature_count, encode_audio, frame_count, normalise
 from .config import ModelConfig, load_config
 from .device import resolve_device
@@ -25,6 +25,8 @@ MODES = ("auto", "exact", "fast")
 # decoding costs time quadratic in the length (a minute of FLAME speech with the
 # bundled model: about 49 s exact against 5 s fast on a 2-core CPU).
 AUTO_EXACT_FRAMES = 600
+# The default silence gate: the face rests where the audio is 22 dB under the speech for over 0.4 s.
+DEFAULT_GATE = SilenceGate()
 
 
 def resolve_mode(mode: str, frames: int) -> str:
@@ -108,6 +110,7 @@ def animate(
     progress: ProgressFn | None = None,
     cancel: CancelFn | threading.Event | None = None,
     chunking: Chunking = Chunking(),
+    gate: SilenceGate | None = DEFAULT_GATE,
 ) -> Animation:
     """Animate ``template`` speaking ``audio``.
 
@@ -119,6 +122,11 @@ def animate(
     mode: 'exact' (the reference algorithm), 'fast' (bounded windows) or
         'auto' (exact up to ``AUTO_EXACT_FRAMES`` frames, fast beyond); the
         mode used is in ``info["mode"]``.
+    gate: the silence gate (``DEFAULT_GATE``): in the clip's silences the
+        motion fades to the template at rest (the model reacts to breaths and
+        room noise there). None gives the model's motion as it is, as the
+        published algorithm does. The seconds held at rest are in
+        ``info["rest_seconds"]``.
     progress(done, total) is called per frame; cancel() returning True (or a
     set threading.Event) stops within one frame by raising Cancelled.
 
@@ -155,6 +163,11 @@ def animate(
             info["mode"] = resolve_mode(mode, frames)
         motion = generate_motion(model, feats, frames, emb, decode_options(mode, frames), progress, cancel_fn)
     out = motion.float().cpu().numpy().reshape(frames, -1, 3)
+    if gate is not None:
+        gain = rest_gain(samples, gate, frames, cfg.fps)
+        info["rest_seconds"] = float(np.count_nonzero(gain == 0.0)) / cfg.fps
+        if gain.min() < 1.0:
+            out *= gain[:, None, None]
     out += verts[None]  # in place: long clips' vertices are gigabytes
     info["device"] = str(dev)
     return Animation(out, cfg.fps, info)
