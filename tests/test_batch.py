@@ -209,6 +209,18 @@ def test_panel_batch_operator_runs_in_process_without_a_blender_executable(clips
         codetalker_blender.unregister()
 
 
+def test_silence_gate_options(tmp_path):
+    from codetalker_blender.core.audio import SilenceGate
+
+    base = ["--jobs", str(tmp_path), "--out", str(tmp_path / "out"), "--config", str(VOCA / "config.yaml"),
+            "--stage1", str(VOCA / "stage1.pth.tar"), "--stage2", str(VOCA / "stage2.pth.tar")]
+    assert batch.options_from_args(base)[0].gate == SilenceGate()
+    assert batch.options_from_args([*base, "--silence-gate", "-30"])[0].gate == SilenceGate(threshold_db=-30.0)
+    assert batch.options_from_args([*base, "--no-silence-gate"])[0].gate is None
+    with pytest.raises(CodeTalkerError, match="threshold"):
+        batch.options_from_args([*base, "--silence-gate", "3"])
+
+
 def test_unicode_and_colliding_output_names(tmp_path):
     for name in ("été.wav", "日本語.wav", "a.wav", "A.WAV"):
         (tmp_path / name).write_bytes(b"")

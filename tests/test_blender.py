@@ -389,6 +389,28 @@ def test_stale_curves_and_moved_start_frame(scene):
     assert bake.bake_info(obj)["start_frame"] == 25
 
 
+def test_rest_in_silence_setting(scene):
+    from codetalker_blender.core.audio import SilenceGate
+
+    obj = _head(VOCA)
+    s = _configure(scene, VOCA, audio=SHARED / "audio" / "voca_test_sentence.wav", mode="PER_FRAME")
+    assert s.rest_in_silence and s.silence_threshold == -22.0
+    assert ops.build_spec(bpy.context)[0].gate == SilenceGate(threshold_db=-22.0)
+    s.silence_threshold = -30.0
+    assert ops.build_spec(bpy.context)[0].gate == SilenceGate(threshold_db=-30.0)
+    s.rest_in_silence = False
+    assert ops.build_spec(bpy.context)[0].gate is None
+    s.silence_threshold = -22.0  # at -30 dB this clip's room noise (26-30 dB under its vowels) counts as speech
+    rest = bake.rest_positions(obj)
+    assert bpy.ops.codetalker.bake() == {"FINISHED"}
+    moved = max(np.abs(_evaluated(obj, f) - rest).max() for f in range(1, 8))
+    s.rest_in_silence = True
+    assert bpy.ops.codetalker.bake() == {"FINISHED"}
+    held = max(np.abs(_evaluated(obj, f) - rest).max() for f in range(1, 8))
+    # the clip opens with half a second of room noise: the face rests there only with the gate
+    assert moved > 1e-4 and held < 1e-6
+
+
 def test_default_settings_bake_with_the_bundled_model(scene):
     """Out of the box: import the FLAME template, pick a speech file, bake. No checkpoints needed."""
     assert bpy.ops.codetalker.import_template(filepath=str(SHARED / "assets" / "flame" / "FLAME_sample.ply")) == {"FINISHED"}

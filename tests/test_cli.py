@@ -35,7 +35,7 @@ def test_animate_reproduces_golden_cases(tmp_path, folder, case):
         w = case["weight_of_style"]
         styles = ["--style", f"{case['style']}={w}", "--style", f"{case['style2']}={1 - w}"]
     out = tmp_path / "anim.npy"
-    rc = main(["animate", *_published(folder), "--audio", str(folder / "audio.wav"),
+    rc = main(["animate", *_published(folder), "--audio", str(folder / "audio.wav"), "--no-silence-gate",
                "--template", str(folder / "template.npy"), *styles, "--device", "cpu", "--out", str(out), "--quiet"])
     assert rc == 0
     got = np.load(out)
@@ -61,6 +61,31 @@ def test_animate_real_speech_to_npz(tmp_path, clip, rate):
     assert meta["style"]["S2"] == 1.0 and meta["dataset"] == "vocaset"
     assert np.isfinite(frames).all() and np.ptp(frames, axis=0).max() > 0  # it moves
     assert "frame" in err and "wrote" in err  # progress and summary on stderr
+
+
+def test_silence_gate_holds_the_leading_room_noise_at_rest(tmp_path):
+    """voca_test_sentence opens with half a second of room noise: the default gate keeps the face at rest there."""
+    audio = SHARED / "audio" / "voca_test_sentence.wav"
+    common = ["animate", *_published(VOCA), "--audio", str(audio), "--template", str(VOCA / "template.npy"),
+              "--style", "S2", "--quiet"]
+    gated, raw, strict = tmp_path / "gated.npz", tmp_path / "raw.npy", tmp_path / "strict.npy"
+    assert main([*common, "--out", str(gated)]) == 0
+    assert main([*common, "--no-silence-gate", "--out", str(raw)]) == 0
+    assert main([*common, "--silence-gate", "-6", "--out", str(strict)]) == 0
+    template = np.load(VOCA / "template.npy").reshape(1, -1)
+    data = np.load(gated)
+    frames, ungated = data["vertices"], np.load(raw)
+    assert json.loads(str(data["metadata"]))["rest_seconds"] > 0.5
+    head = slice(0, 10)  # the first 0.33 s
+    assert np.array_equal(frames[head], np.repeat(template, 10, axis=0))
+    assert np.abs(ungated[head] - template).max() > 1e-4  # the model alone moves there
+    middle = slice(60, 90)  # speech: the gate changes nothing
+    assert np.array_equal(frames[middle], ungated[middle])
+    # a threshold 6 dB under the loudest frames holds more of the clip still
+    assert np.count_nonzero(np.all(np.load(strict) == template, axis=1)) > np.count_nonzero(
+        np.all(frames == template, axis=1))
+    rc, _, err = run_cli([*common, "--silence-gate", "4", "--out", tmp_path / "x.npy"])
+    assert rc == 2 and "threshold" in err
 
 
 def test_biwi_model_from_the_yaml_stage1_default(tmp_path):

@@ -28,6 +28,7 @@ import bpy
 import numpy as np
 from mathutils import Vector
 
+from ..core.audio import DEFAULT_SILENCE_DB, SilenceGate
 from ..core.batch import Job, JobResult, load_jobs, write_summary
 from ..core.errors import CodeTalkerError
 from . import bake
@@ -53,6 +54,7 @@ class BatchOptions:
     force: bool = False
     device: str = "auto"
     mode: str = "auto"
+    gate: SilenceGate | None = SilenceGate()  # None: the model's motion in silences as it is
     compact: bool = True
     cycles_samples: int = 16
     frame_limit: int = 0  # render at most this many frames per job (0: all); for tests and quick looks
@@ -258,7 +260,7 @@ def _bake(job: Job, options: BatchOptions, obj, progress: Callable[[str, float],
     scene.render.fps, scene.render.fps_base = fps, base
     spec = BakeSpec(model=options.model, audio_path=job.audio, template=bake.rest_positions(obj),
                     style=_style_vector(job.style or options.style, options.model), device=options.device,
-                    mode=options.mode, scene_fps=bake.scene_fps(scene), compact=options.compact)
+                    mode=options.mode, gate=options.gate, scene_fps=bake.scene_fps(scene), compact=options.compact)
     bake_job = BakeJob(spec)
     bake_job.start()
     while bake_job.poll() == "running":
@@ -447,6 +449,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--device", default="auto")
     p.add_argument("--mode", default="auto", choices=("auto", "exact", "fast"),
                    help="auto: exact up to 600 frames, fast beyond")
+    p.add_argument("--silence-gate", type=float, default=DEFAULT_SILENCE_DB, metavar="DB",
+                   help="hold the face at rest in pauses of over 0.4 s that are DB decibels under the speech level")
+    p.add_argument("--no-silence-gate", action="store_true", help="keep the model's motion in silences")
     p.add_argument("--per-frame", action="store_true", help="per-frame shape keys instead of the compact basis")
     p.add_argument("--frame-limit", type=int, default=0, help="render at most N frames per job (quick looks)")
     return p.parse_args(argv)
@@ -491,6 +496,7 @@ def options_from_args(argv: list[str]) -> tuple[BatchOptions, argparse.Namespace
         object=args.object, style=style, engine=args.engine, resolution=args.resolution, fps=args.fps,
         camera=args.camera, burn_in=not args.no_burn_in, save_blend=args.save_blend, force=args.force,
         device=args.device, mode=args.mode, compact=not args.per_frame, frame_limit=args.frame_limit,
+        gate=None if args.no_silence_gate else SilenceGate(threshold_db=args.silence_gate),
     )
     return options, args
 

@@ -51,6 +51,7 @@ def batch_arguments(context, blend_path: str) -> list[str]:
         cfg = ops.model_config(source)
         weights = ops.style_vector(s, cfg.subjects)
         args += [a for name, w in zip(cfg.subjects, weights) if w > 0 for a in ("--style", f"{name}={w:.6g}")]
+    args += ["--silence-gate", f"{s.silence_threshold:g}"] if s.rest_in_silence else ["--no-silence-gate"]
     if s.bake_mode == "PER_FRAME":
         args.append("--per-frame")
     if not s.batch_burn_in:

@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..core.audio import SilenceGate
+
 
 @dataclass(frozen=True)
 class ModelSource:
@@ -45,6 +47,7 @@ class BakeSpec:
     style: np.ndarray | None  # weights over the subjects, or None for all equally
     device: str = "auto"
     mode: str = "exact"
+    gate: SilenceGate | None = SilenceGate()  # None: the model's motion in silences as it is
     scene_fps: float = 24.0
     compact: bool = True
     error_bound: float = 0.0  # mesh units; 0 picks core.motion.default_error_bound
@@ -92,7 +95,7 @@ def run_bake(spec: BakeSpec, progress=None, cancel=None) -> BakeResult:
     t0 = time.perf_counter()
     model = load_model_cached(spec.model)
     result = animate(model, spec.audio_path, spec.template, spec.style, device=spec.device, mode=spec.mode,
-                     progress=progress, cancel=cancel)
+                     progress=progress, cancel=cancel, gate=spec.gate)
     motion = resample(result.vertices, result.fps, spec.scene_fps)
     bound = spec.error_bound or default_error_bound(spec.template)
     basis = compact_basis(motion, spec.template, bound) if spec.compact else None

@@ -13,6 +13,8 @@ from bpy.props import (
     StringProperty,
 )
 
+from ..core.audio import DEFAULT_SILENCE_DB
+
 
 class CODETALKER_PG_style(bpy.types.PropertyGroup):
     # ``name`` (inherited) is the training subject
@@ -51,6 +53,13 @@ class CODETALKER_PG_settings(bpy.types.PropertyGroup):
                                  ("exact", "Exact", "The published algorithm: time grows with the square of the length"),
                                  ("fast", "Fast", "Bounded windows: linear time, approximate")],
                           default="auto")
+
+    rest_in_silence: BoolProperty(name="Rest in Silence", default=True,
+                                  description="Hold the face at rest in pauses of over 0.4 s (breaths and room "
+                                              "noise can otherwise move the mouth there)")
+    silence_threshold: FloatProperty(name="Threshold", min=-60.0, max=-3.0, default=DEFAULT_SILENCE_DB, precision=0,
+                                     description="Decibels under the clip's speech level below which a pause "
+                                                 "counts as silence (lower it if quiet speech is held still)")
 
     styles: CollectionProperty(type=CODETALKER_PG_style)
     styles_model: StringProperty(description="Model the style list was read from")

@@ -75,6 +75,11 @@ class CODETALKER_PT_main(bpy.types.Panel):
         row = box.row()
         row.prop(settings, "device")
         row.prop(settings, "quality", text="")
+        row = box.row()
+        row.prop(settings, "rest_in_silence")
+        sub = row.row()
+        sub.active = settings.rest_in_silence
+        sub.prop(settings, "silence_threshold", text="dB")
         if not missing and deps.status_known():  # never import torch inside draw()
             avail = deps.status()
             found = [name for name in ("cuda", "mps") if avail.get(name)]
