@@ -21,7 +21,9 @@ lip vertex, minus its rest value) at phone middles:
 single style (training speaker) and the default blend, and also on
 arctic_a0009 with its hand-made phone labels instead of the aligner's.
 
-The checks run on exact mode's motion, or on fast mode's with ``--mode fast``.
+The checks run on exact mode's motion, or on fast mode's with ``--mode fast``,
+with the default silence gate on the input as ``animate`` applies it, or
+without it (the model alone) with ``--no-gate``.
 Every figure is printed; ``--json`` also writes them.
 """
 
@@ -36,6 +38,8 @@ import sys
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from codetalker_blender.core.api import DEFAULT_GATE  # noqa: E402
 
 TRANSCRIPTS = {
     "arctic_a0009.wav": "he turned sharply and faced gregson across the table",
@@ -53,15 +57,19 @@ def topology_rig(num_vertices: int, shared: str):
     return rig_for_topology({5023: "flame", 23370: "biwi"}[num_vertices], shared)
 
 
-def evaluate_clip(model, rig, path: str, text: str, style=None, modes=("exact", "fast"), phones=None) -> dict:
-    """The checks on one clip; ``phones``: its phone timing (default: forced alignment of ``text``)."""
+def evaluate_clip(model, rig, path: str, text: str, style=None, modes=("exact", "fast"), phones=None,
+                  gate=DEFAULT_GATE) -> dict:
+    """The checks on one clip; ``phones``: its phone timing (default: forced alignment of ``text``).
+
+    ``gate``: the silence gate the motion is made with (None: the audio as it is); the envelope is
+    always that of the audio as recorded."""
     from codetalker_blender.core.api import animate
     from codetalker_blender.core.audio import load_audio
     from codetalker_blender.training.metrics import envelope, force_align, mouth_opening, opening_at
 
     samples = load_audio(path)
     phones = phones if phones is not None else force_align(samples, text)
-    anims = {m: animate(model, samples, rig.template, style, device="cpu", mode=m) for m in modes}
+    anims = {m: animate(model, samples, rig.template, style, device="cpu", mode=m, gate=gate) for m in modes}
     main = anims[modes[0]]
     fps = main.fps
     v = main.vertices
@@ -110,7 +118,7 @@ def evaluate_clip(model, rig, path: str, text: str, style=None, modes=("exact", 
     return out
 
 
-def fast_vs_exact_joined(model, rig, folder: str, windows=(32,)) -> dict:
+def fast_vs_exact_joined(model, rig, folder: str, windows=(32,), gate=DEFAULT_GATE) -> dict:
     """Fast against exact mode on the clips joined with 0.4 s pauses: lip error per feedback window."""
     from codetalker_blender.core.api import animate
     from codetalker_blender.core.audio import load_audio
@@ -121,11 +129,11 @@ def fast_vs_exact_joined(model, rig, folder: str, windows=(32,)) -> dict:
     for name in TRANSCRIPTS:
         parts += [load_audio(os.path.join(folder, name)), pause]
     samples = np.concatenate(parts[:-1])
-    exact = animate(model, samples, rig.template, None, device="cpu", mode="exact").vertices
+    exact = animate(model, samples, rig.template, None, device="cpu", mode="exact", gate=gate).vertices
     out = {"seconds": samples.size / 16000, "frames": len(exact), "windows": {}}
     for w in windows:
         fast = dataclasses.replace(DecodeOptions.fast(), feedback_window=w)
-        v = animate(model, samples, rig.template, None, device="cpu", mode=fast).vertices
+        v = animate(model, samples, rig.template, None, device="cpu", mode=fast, gate=gate).vertices
         d = np.linalg.norm(v - exact, axis=-1) / rig.scale * 1000
         lips = d[:, rig.lip_vertices]
         out["windows"][str(w)] = {"max_mm": float(d.max()), "lip_max_mm": float(lips.max()),
@@ -134,7 +142,7 @@ def fast_vs_exact_joined(model, rig, folder: str, windows=(32,)) -> dict:
     return out
 
 
-def per_style_checks(model, rig, shared: str, mode: str) -> dict:
+def per_style_checks(model, rig, shared: str, mode: str, gate=DEFAULT_GATE) -> dict:
     """Closures, open vowels and rest for the default blend and each single style, on the
     aligned clips and on arctic_a0009 with its hand-made labels."""
     from codetalker_blender.core.audio import load_audio
@@ -146,9 +154,9 @@ def per_style_checks(model, rig, shared: str, mode: str) -> dict:
     out = {}
     print(f"per style ({mode} mode): aligned clips | arctic_a0009 with hand labels")
     for style in [None, *model.cfg.subjects]:
-        rows = [evaluate_clip(model, rig, os.path.join(folder, n), t, style, (mode,), phones[n])
+        rows = [evaluate_clip(model, rig, os.path.join(folder, n), t, style, (mode,), phones[n], gate)
                 for n, t in TRANSCRIPTS.items()]
-        h = evaluate_clip(model, rig, os.path.join(folder, "arctic_a0009.wav"), "", style, (mode,), hand)
+        h = evaluate_clip(model, rig, os.path.join(folder, "arctic_a0009.wav"), "", style, (mode,), hand, gate)
         r = {key: sum(x[key] for x in rows) for key in ("closure_hits", "closure_total", "open_hits", "open_total")}
         r.update(rest_ok_clips=sum(x["rest_ok"] for x in rows), clips=len(rows),
                  closure_ratios=[c for x in rows for c in x["closure_ratios"]],
@@ -178,17 +186,20 @@ def main(argv=None) -> int:
                     help="fast-mode feedback windows (frames) to compare with exact mode on the joined clips")
     ap.add_argument("--per-style", action="store_true",
                     help="also check every single style, and arctic_a0009 with its hand-made labels")
+    ap.add_argument("--no-gate", action="store_true",
+                    help="feed the model the audio as it is, without the default silence gate (the model alone)")
     args = ap.parse_args(argv)
+    gate = None if args.no_gate else DEFAULT_GATE
 
     from codetalker_blender.core.checkpoint import load_model_file
 
     model = load_model_file(args.model)
     rig = topology_rig(model.cfg.num_vertices, args.shared)
     modes = (args.mode, "fast" if args.mode == "exact" else "exact")
-    rows = [evaluate_clip(model, rig, os.path.join(args.shared, "audio", name), text, modes=modes)
+    rows = [evaluate_clip(model, rig, os.path.join(args.shared, "audio", name), text, modes=modes, gate=gate)
             for name, text in TRANSCRIPTS.items()]
-    print(f"model {args.model} ({model.cfg.num_vertices} vertices), default style, {args.mode} mode; "
-          "openings in FLAME-equivalent mm")
+    print(f"model {args.model} ({model.cfg.num_vertices} vertices), default style, {args.mode} mode, "
+          f"silence gate {gate or 'off'}; openings in FLAME-equivalent mm")
     print(f"{'clip':24s} {'p95 open':>8s} {'closures':>9s} {'open V':>7s} {'rest':>5s} {'env r0':>7s} "
           f"{'env best':>9s} {'lag ms':>6s} {'fast-exact max/lip max/lip mean mm':>36s}")
     for r in rows:
@@ -215,17 +226,18 @@ def main(argv=None) -> int:
           f"envelope correlation: {summary['mean_envelope_corr_lag0']:.2f} (lag 0), "
           f"{summary['mean_envelope_corr_best']:.2f} (best lag); "
           f"fast vs exact, lips: max {summary['fast_vs_exact_lip_max_mm']:.3f} mm")
-    joined = fast_vs_exact_joined(model, rig, os.path.join(args.shared, "audio"), args.feedback_windows)
+    joined = fast_vs_exact_joined(model, rig, os.path.join(args.shared, "audio"), args.feedback_windows, gate)
     for w, r in joined["windows"].items():
         print(f"fast (feedback window {w}) vs exact on the joined clips ({joined['seconds']:.1f} s, "
               f"{joined['frames']} frames): head max {r['max_mm']:.2f} mm; lips max {r['lip_max_mm']:.2f} mm, "
               f"99th percentile of per-frame max {r['lip_p99_mm']:.2f} mm, mean {r['lip_mean_mm']:.3f} mm")
     summary["joined_fast_vs_exact"] = joined
     if args.per_style:
-        summary["per_style"] = per_style_checks(model, rig, args.shared, args.mode)
+        summary["per_style"] = per_style_checks(model, rig, args.shared, args.mode, gate)
     if args.json:
         with open(args.json, "w", encoding="utf-8") as fh:
-            json.dump({"model": args.model, "mode": args.mode, "clips": rows, "summary": summary}, fh, indent=1)
+            json.dump({"model": args.model, "mode": args.mode, "gate": dataclasses.asdict(gate) if gate else None,
+                       "clips": rows, "summary": summary}, fh, indent=1)
     return 0
 
 

@@ -33,9 +33,10 @@ def main(argv=None) -> int:
     ap.add_argument("--steps", type=int, default=11)
     ap.add_argument("--json", default=None)
     ap.add_argument("--recipe", default=None, help="also measure on this recipe's test clips (held-out synthetic)")
+    ap.add_argument("--no-gate", action="store_true", help="without the default silence gate (the model alone)")
     args = ap.parse_args(argv)
 
-    from codetalker_blender.core.api import animate
+    from codetalker_blender.core.api import DEFAULT_GATE, animate
     from codetalker_blender.core.audio import load_audio
     from codetalker_blender.core.checkpoint import load_model_file
     from codetalker_blender.training.metrics import mouth_opening
@@ -48,12 +49,13 @@ def main(argv=None) -> int:
         from tools.train import data_config, load_recipe
 
         clips += [load_audio(c.wav) for c in data_clips(data_config(load_recipe(args.recipe)), "test")]
-    print(f"{len(clips)} clips")
+    gate = None if args.no_gate else DEFAULT_GATE
+    print(f"{len(clips)} clips, silence gate {gate or 'off'}")
 
     def amplitude(style) -> float:
         p95 = []
         for samples in clips:
-            v = animate(model, samples, rig.template, style, device="cpu").vertices
+            v = animate(model, samples, rig.template, style, device="cpu", gate=gate).vertices
             p95.append(np.percentile(mouth_opening(v, rig.template, rig.upper_lip, rig.lower_lip), 95))
         return float(np.mean(p95)) / rig.scale * 1000  # FLAME-equivalent mm
 
@@ -72,7 +74,7 @@ def main(argv=None) -> int:
           f"({curve[0][1]:.2f} -> {curve[-1][1]:.2f} mm)")
     if args.json:
         with open(args.json, "w", encoding="utf-8") as fh:
-            json.dump({"model": args.model, "clips": len(clips), "per_style_mm": per_style, "from": big, "to": small,
+            json.dump({"model": args.model, "clips": len(clips), "gate": gate is not None, "per_style_mm": per_style, "from": big, "to": small,
                        "curve": curve, "monotonic": monotonic}, fh, indent=1)
     return 0
 

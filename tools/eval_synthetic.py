@@ -37,9 +37,10 @@ def main(argv=None) -> int:
     ap.add_argument("--mode", default="exact", choices=["exact", "fast"])
     ap.add_argument("--shared", default=os.environ.get("CODETALKER_SHARED", "../shared"))
     ap.add_argument("--json", default=None)
+    ap.add_argument("--no-gate", action="store_true", help="without the default silence gate (the model alone)")
     args = ap.parse_args(argv)
 
-    from codetalker_blender.core.api import animate
+    from codetalker_blender.core.api import DEFAULT_GATE, animate
     from codetalker_blender.core.checkpoint import load_model_file
     from codetalker_blender.training.corpus import read_segments
     from codetalker_blender.training.data import clips
@@ -65,7 +66,8 @@ def main(argv=None) -> int:
     for c in test:
         gt = np.load(c.vertices)[:: c.stride].reshape(-1, model.cfg.num_vertices, 3)
         template = c.template.reshape(-1, 3)
-        pred = animate(model, c.wav, template, c.subject, device="cpu", mode=args.mode).vertices
+        pred = animate(model, c.wav, template, c.subject, device="cpu", mode=args.mode,
+                       gate=None if args.no_gate else DEFAULT_GATE).vertices
         t = min(len(gt), len(pred))
         gt, pred = gt[:t], pred[:t]
         still = np.repeat(template[None], t, axis=0)
@@ -81,7 +83,7 @@ def main(argv=None) -> int:
             "lve_still": lve(still, gt, rig.lip_vertices),
         })
     mean = {k: float(np.mean([r[k] for r in rows])) for k in ("lve", "fdd", "lve_still")}
-    print(f"{len(rows)} {args.split} clips, mode {args.mode}")
+    print(f"{len(rows)} {args.split} clips, mode {args.mode}, silence gate {'off' if args.no_gate else DEFAULT_GATE}")
     print(f"LVE  {mean['lve']:.3e} units^2 = {mean['lve'] * mm2:.3f} mm^2 (a still face: {mean['lve_still'] * mm2:.3f} mm^2)")
     print(f"FDD  {mean['fdd']:.3e} units^2 = {mean['fdd'] * mm2:.4f} mm^2")
     hits = sum(sum(r["closures"]) for r in rows)
@@ -91,7 +93,7 @@ def main(argv=None) -> int:
     print(f"bilabial closures: model {hits}/{total} = {hits / max(total, 1):.0%}, ground truth {truth}/{total}")
     if args.json:
         with open(args.json, "w", encoding="utf-8") as fh:
-            json.dump({"model": args.model, "split": args.split, "mode": args.mode, "mean": mean,
+            json.dump({"model": args.model, "split": args.split, "mode": args.mode, "gate": not args.no_gate, "mean": mean,
                        "mm2_per_unit2": mm2, "clips": rows}, fh, indent=1)
     return 0
 
