@@ -409,6 +409,7 @@ def test_rest_in_silence_setting(scene):
     held = max(np.abs(_evaluated(obj, f) - rest).max() for f in range(1, 8))
     # the clip opens with half a second of room noise: the face rests there only with the gate
     assert moved > 1e-4 and held < 1e-6
+    assert "at rest in silence for" in bpy.context.window_manager.codetalker_state.status
 
 
 def test_default_settings_bake_with_the_bundled_model(scene):

@@ -142,14 +142,22 @@ def fast_vs_exact_joined(model, rig, folder: str, windows=(32,), gate=DEFAULT_GA
     return out
 
 
-def per_style_checks(model, rig, shared: str, mode: str, gate=DEFAULT_GATE) -> dict:
-    """Closures, open vowels and rest for the default blend and each single style, on the
-    aligned clips and on arctic_a0009 with its hand-made labels."""
+def align_clips(folder: str) -> dict:
+    """Phone timing of every clip by forced alignment of its transcript: {clip name: phones}."""
     from codetalker_blender.core.audio import load_audio
-    from codetalker_blender.training.metrics import force_align, read_hts_labels
+    from codetalker_blender.training.metrics import force_align
+
+    return {n: force_align(load_audio(os.path.join(folder, n)), t) for n, t in TRANSCRIPTS.items()}
+
+
+def per_style_checks(model, rig, shared: str, mode: str, gate=DEFAULT_GATE, phones: dict | None = None) -> dict:
+    """Closures, open vowels and rest for the default blend and each single style, on the
+    aligned clips (``phones``: their alignments, made here if not given) and on arctic_a0009
+    with its hand-made labels."""
+    from codetalker_blender.training.metrics import read_hts_labels
 
     folder = os.path.join(shared, "audio")
-    phones = {n: force_align(load_audio(os.path.join(folder, n)), t) for n, t in TRANSCRIPTS.items()}
+    phones = phones or align_clips(folder)
     hand = read_hts_labels(os.path.join(folder, "arctic_a0009_phone.lab"))
     out = {}
     print(f"per style ({mode} mode): aligned clips | arctic_a0009 with hand labels")
@@ -196,7 +204,9 @@ def main(argv=None) -> int:
     model = load_model_file(args.model)
     rig = topology_rig(model.cfg.num_vertices, args.shared)
     modes = (args.mode, "fast" if args.mode == "exact" else "exact")
-    rows = [evaluate_clip(model, rig, os.path.join(args.shared, "audio", name), text, modes=modes, gate=gate)
+    phones = align_clips(os.path.join(args.shared, "audio"))
+    rows = [evaluate_clip(model, rig, os.path.join(args.shared, "audio", name), text, modes=modes,
+                          phones=phones[name], gate=gate)
             for name, text in TRANSCRIPTS.items()]
     print(f"model {args.model} ({model.cfg.num_vertices} vertices), default style, {args.mode} mode, "
           f"silence gate {gate or 'off'}; openings in FLAME-equivalent mm")
@@ -233,7 +243,7 @@ def main(argv=None) -> int:
               f"99th percentile of per-frame max {r['lip_p99_mm']:.2f} mm, mean {r['lip_mean_mm']:.3f} mm")
     summary["joined_fast_vs_exact"] = joined
     if args.per_style:
-        summary["per_style"] = per_style_checks(model, rig, args.shared, args.mode, gate)
+        summary["per_style"] = per_style_checks(model, rig, args.shared, args.mode, gate, phones)
     if args.json:
         with open(args.json, "w", encoding="utf-8") as fh:
             json.dump({"model": args.model, "mode": args.mode, "gate": dataclasses.asdict(gate) if gate else None,

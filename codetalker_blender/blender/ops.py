@@ -205,9 +205,11 @@ def finish_bake(context, job: BakeJob, obj_name: str, start: int, report) -> set
     bpy.ops.ed.undo_push(message="CodeTalker Bake")
     detail = (f"{info['keys']} basis keys, max error {info['max_error']:.3g}" if info["mode"] == "compact"
               else f"{info['keys']} per-frame keys")
+    rest = job.result.info.get("rest_seconds", 0.0)
+    rest_note = f"; at rest in silence for {rest:.1f}s" if rest > 0 else ""
     state.status = (f"Baked {info['frames']} frames at {info['fps']:.3g} fps ({detail}); "
                     f"model {job.result.seconds:.1f}s ({job.result.info.get('mode', '?')} inference), "
-                    f"write {write:.2f}s{sound_note}")
+                    f"write {write:.2f}s{rest_note}{sound_note}")
     report({"INFO"}, state.status)
     return {"FINISHED"}
 
