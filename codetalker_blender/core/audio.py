@@ -126,8 +126,12 @@ def speech_spans(samples: np.ndarray, gate: SilenceGate) -> np.ndarray:
     n = samples.size
     if n < _GATE_FRAME:
         return np.array([[0.0, n / SAMPLE_RATE]])
-    frames = np.lib.stride_tricks.sliding_window_view(samples, _GATE_FRAME)[::_GATE_HOP]
-    level = 10.0 * np.log10(np.einsum("ij,ij->i", frames, frames, dtype=np.float64) / _GATE_FRAME + 1e-20)
+    frames = np.lib.stride_tricks.sliding_window_view(samples, _GATE_FRAME)[::_GATE_HOP]  # a view, no copy
+    energy = np.empty(len(frames))
+    for k in range(0, len(frames), 8192):  # in blocks: an hour of audio would otherwise copy gigabytes
+        block = frames[k : k + 8192].astype(np.float64)
+        energy[k : k + 8192] = np.einsum("ij,ij->i", block, block)
+    level = 10.0 * np.log10(energy / _GATE_FRAME + 1e-20)
     speech = np.flatnonzero(level > np.percentile(level, 99) + gate.threshold_db)
     starts = np.maximum(speech * _GATE_HOP / SAMPLE_RATE - gate.hold, 0.0)
     stops = np.minimum((speech * _GATE_HOP + _GATE_FRAME) / SAMPLE_RATE + gate.hold, n / SAMPLE_RATE)
