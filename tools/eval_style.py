@@ -52,22 +52,26 @@ def main(argv=None) -> int:
     gate = None if args.no_gate else DEFAULT_GATE
     print(f"{len(clips)} clips, silence gate {gate or 'off'}")
 
-    def amplitude(style) -> float:
+    def per_clip(style) -> list[float]:
+        """95th-percentile mouth opening of each clip, FLAME-equivalent mm."""
         p95 = []
         for samples in clips:
             v = animate(model, samples, rig.template, style, device="cpu", gate=gate).vertices
-            p95.append(np.percentile(mouth_opening(v, rig.template, rig.upper_lip, rig.lower_lip), 95))
-        return float(np.mean(p95)) / rig.scale * 1000  # FLAME-equivalent mm
+            p95.append(float(np.percentile(mouth_opening(v, rig.template, rig.upper_lip, rig.lower_lip), 95)))
+        return [p / rig.scale * 1000 for p in p95]
 
-    per_style = {s: amplitude(s) for s in model.cfg.subjects}
+    clip_p95 = {s: per_clip(s) for s in model.cfg.subjects}
+    per_style = {s: float(np.mean(p)) for s, p in clip_p95.items()}
     big = max(per_style, key=per_style.get)
     small = min(per_style, key=per_style.get)
     print("mean p95 mouth opening per style (mm): " + ", ".join(f"{s} {a:.2f}" for s, a in per_style.items()))
-    curve = []
+    curve, curve_clips = [], []
     for w in np.linspace(0.0, 1.0, args.steps):
-        a = amplitude({big: 1.0 - w, small: w}) if 0 < w < 1 else per_style[big if w == 0 else small]
-        curve.append((float(w), a))
-        print(f"w({small}) = {w:.1f}: {a:.3f} mm")
+        p = per_clip({big: 1.0 - w, small: w}) if 0 < w < 1 else clip_p95[big if w == 0 else small]
+        curve.append((float(w), float(np.mean(p))))
+        curve_clips.append(p)
+        shown = " ".join(f"{x:.2f}" for x in p[:8]) + (" ..." if len(p) > 8 else "")
+        print(f"w({small}) = {w:.2f}: {curve[-1][1]:.3f} mm (per clip: {shown})")
     diffs = np.diff([a for _, a in curve])
     monotonic = bool(np.all(diffs <= 0) or np.all(diffs >= 0))
     print(f"{big} -> {small}: {'monotonic' if monotonic else 'NOT monotonic'} "
@@ -75,7 +79,7 @@ def main(argv=None) -> int:
     if args.json:
         with open(args.json, "w", encoding="utf-8") as fh:
             json.dump({"model": args.model, "clips": len(clips), "gate": gate is not None, "per_style_mm": per_style, "from": big, "to": small,
-                       "curve": curve, "monotonic": monotonic}, fh, indent=1)
+                       "curve": curve, "curve_per_clip_mm": curve_clips, "monotonic": monotonic}, fh, indent=1)
     return 0
 
 
