@@ -137,15 +137,19 @@ class _CachedPredictor:
         self.cross = cross_attention_memory(self.layers, memory, self.h, self.r)
         cache_len = frames if attention_window is None else min(frames, attention_window)
         self.cache_len = cache_len
-        self.keys = [torch.zeros(cache_len, self.h, self.dh, device=device, dtype=dtype) for _ in self.layers]
-        self.values = [torch.zeros(cache_len, self.h, self.dh, device=device, dtype=dtype) for _ in self.layers]
-        # Temporal bias by distance d = i - j: -slope_h * floor(d / period), (heads, cache_len).
+        # Self-attention cache per layer, laid out for batched matrix products over the heads:
+        # keys transposed (heads, dh, cache_len), values (heads, cache_len, dh).
+        self.keys = [torch.zeros(self.h, self.dh, cache_len, device=device, dtype=dtype) for _ in self.layers]
+        self.values = [torch.zeros(self.h, cache_len, self.dh, device=device, dtype=dtype) for _ in self.layers]
+        # Temporal bias by distance d = i - j: -slope_h * floor(d / period), stored reversed,
+        # (heads, 1, cache_len) with distance d at index cache_len - 1 - d: the last n entries
+        # are the bias of the n newest keys, oldest first.
         from .predictor import alibi_slopes
 
         slopes = torch.tensor(alibi_slopes(self.h), device=device, dtype=dtype)
         dist = torch.arange(cache_len, device=device)
         steps = torch.div(dist, cfg.predictor.period, rounding_mode="floor").to(dtype)
-        self.bias_by_distance = -slopes.view(-1, 1) * steps.view(1, -1)
+        self.bias_reversed = (-slopes.view(-1, 1) * steps.view(1, -1)).flip(-1).unsqueeze(1).contiguous()
         self.scale = 1.0 / math.sqrt(self.dh)
 
     def step(self, i: int, x: torch.Tensor) -> torch.Tensor:
@@ -154,29 +158,29 @@ class _CachedPredictor:
         slot = i % self.cache_len
         n = min(i + 1, self.cache_len)
         # cache slots in time order, oldest first (a ring once the window is full)
-        if i < self.cache_len:
-            order = slice(0, n)
-        else:
-            order = torch.arange(slot + 1, slot + 1 + n, device=x.device) % self.cache_len
-        bias = self.bias_by_distance[:, :n].flip(-1)  # by distance to i, oldest first
+        order = None if i < self.cache_len else torch.arange(slot + 1, slot + 1 + n, device=x.device) % self.cache_len
+        bias = self.bias_reversed[..., self.cache_len - n :]  # (heads, 1, n) by distance to i, oldest first
         for layer, (ck, cv), keys, values in zip(self.layers, self.cross, self.keys, self.values):
             sa = layer.self_attn
             q, k, v = F.linear(x, sa.in_proj_weight, sa.in_proj_bias).view(3, h, dh)
-            keys[slot] = k
-            values[slot] = v
-            kk, vv = keys[order], values[order]  # (n, heads, dh)
-            scores = torch.einsum("hd,nhd->hn", q, kk) * self.scale + bias
-            o = torch.einsum("hn,nhd->hd", torch.softmax(scores, dim=-1), vv).reshape(1, f)
+            keys[:, :, slot] = k
+            values[:, slot] = v
+            if order is None:
+                kk, vv = keys[:, :, :n], values[:, :n]  # (heads, dh, n), (heads, n, dh)
+            else:
+                kk, vv = keys[:, :, order], values[:, order]
+            scores = torch.baddbmm(bias, q.unsqueeze(1), kk, alpha=self.scale)  # (heads, 1, n)
+            o = torch.bmm(torch.softmax(scores, dim=-1), vv).view(1, f)
             x = layer.norm1(x + sa.out_proj(o))
 
             if cv is None:  # one audio feature per frame: the attention output is known already
                 o = ck[i : i + 1]
             else:
                 mha = layer.multihead_attn
-                q = F.linear(x, mha.in_proj_weight[:f], mha.in_proj_bias[:f]).view(h, dh)
+                q = F.linear(x, mha.in_proj_weight[:f], mha.in_proj_bias[:f]).view(h, 1, dh)
                 kc, vc = ck[i * self.r : (i + 1) * self.r], cv[i * self.r : (i + 1) * self.r]  # (r, heads, dh)
-                scores = torch.einsum("hd,rhd->hr", q, kc) * self.scale
-                o = mha.out_proj(torch.einsum("hr,rhd->hd", torch.softmax(scores, dim=-1), vc).reshape(1, f))
+                scores = torch.bmm(q, kc.permute(1, 2, 0)) * self.scale  # (heads, 1, r)
+                o = mha.out_proj(torch.bmm(torch.softmax(scores, dim=-1), vc.transpose(0, 1)).view(1, f))
             x = layer.norm2(x + o)
             x = layer.norm3(x + layer.linear2(F.relu(layer.linear1(x))))
         return x

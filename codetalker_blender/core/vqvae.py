@@ -71,9 +71,12 @@ class Attention(nn.Module):
         """
         b, t, h = x.shape
         # (B, T, 3H) -> 3 x (B, heads, T, H/heads); channel order is (qkv, head, dim)
-        q, k, v = self.to_qkv(x).view(b, t, 3, self.heads, h // self.heads).permute(2, 0, 3, 1, 4)
-        if last_only:
-            q = q[:, :, -1:]
+        if last_only:  # the query of the last frame only: its projection is the first H rows of the weight
+            w = self.to_qkv.weight
+            q = F.linear(x[:, -1:], w[:h]).view(b, 1, self.heads, h // self.heads).transpose(1, 2)
+            k, v = F.linear(x, w[h:]).view(b, t, 2, self.heads, h // self.heads).permute(2, 0, 3, 1, 4)
+        else:
+            q, k, v = self.to_qkv(x).view(b, t, 3, self.heads, h // self.heads).permute(2, 0, 3, 1, 4)
         scores = torch.matmul(q, k.transpose(-1, -2)) * self.scale
         if key_bias is not None:
             scores = scores + key_bias
