@@ -93,6 +93,22 @@ def test_fewer_layers_are_the_first_blocks_then_the_final_norm(encoder, ct2_dir,
         load_whisper_encoder(ct2_dir, layers=5)
 
 
+def test_last_block_for_the_audio_rows_only_equals_the_full_window(encoder, ct2_dir, speech):
+    """encode_window runs the last block's queries and MLP for the audio's rows only: same features."""
+    three = load_whisper_encoder(ct2_dir, layers=3)
+    audio = speech[: 16000 * 3] * 0.05
+    mel = three.log_mel(audio)
+    with torch.no_grad():
+        full = three.forward_mel(mel)  # (1, 1500, W)
+        got = three.encode_window(audio)
+    n = three.feature_count(audio.numel())
+    assert got.shape == (1, n, 384) and n == 150
+    assert torch.allclose(got, full[:, :n], atol=1e-5), (got - full[:, :n]).abs().max()
+    with torch.no_grad():  # the padding still counts: its keys are in the last block too
+        alone = three.forward_mel(mel[..., : 2 * n])
+    assert not torch.allclose(got, alone, atol=1e-3)
+
+
 def test_whisper_model_config_round_trips_and_builds():
     cfg = config_mod.published_config("vocaset", hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
                                       intermediate_size=16, face_quan_num=2, zquant_dim=8, feature_dim=16,

@@ -149,7 +149,7 @@ class StaticFastLoop:
         if self.norm.affine:
             hcur = hcur * self.norm.weight + self.norm.bias
         hcur = dec.decoder_linear_embedding(hcur) + self.pe0  # (W, H)
-        return dec.decoder_transformer.last_frame(hcur.unsqueeze(0), key_bias)[0]  # (1, H): frame i
+        return dec.decoder_transformer.last_frame(hcur, key_bias)  # (1, H): frame i
 
     # ------------------------------------------------------------------ the loop
     def run(self, frames: int, progress=None, cancel=None) -> torch.Tensor:

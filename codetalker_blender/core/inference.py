@@ -171,7 +171,7 @@ class _CachedPredictor:
                 kk, vv = keys[:, :, order], values[:, order]
             scores = torch.baddbmm(bias, q.unsqueeze(1), kk, alpha=self.scale)  # (heads, 1, n)
             o = torch.bmm(torch.softmax(scores, dim=-1), vv).view(1, f)
-            x = layer.norm1(x + sa.out_proj(o))
+            x = _layer_norm(x + F.linear(o, sa.out_proj.weight, sa.out_proj.bias), layer.norm1)
 
             if cv is None:  # one audio feature per frame: the attention output is known already
                 o = ck[i : i + 1]
@@ -180,10 +180,17 @@ class _CachedPredictor:
                 q = F.linear(x, mha.in_proj_weight[:f], mha.in_proj_bias[:f]).view(h, 1, dh)
                 kc, vc = ck[i * self.r : (i + 1) * self.r], cv[i * self.r : (i + 1) * self.r]  # (r, heads, dh)
                 scores = torch.bmm(q, kc.permute(1, 2, 0)) * self.scale  # (heads, 1, r)
-                o = mha.out_proj(torch.bmm(torch.softmax(scores, dim=-1), vc.transpose(0, 1)).view(1, f))
-            x = layer.norm2(x + o)
-            x = layer.norm3(x + layer.linear2(F.relu(layer.linear1(x))))
+                o = torch.bmm(torch.softmax(scores, dim=-1), vc.transpose(0, 1)).view(1, f)
+                o = F.linear(o, mha.out_proj.weight, mha.out_proj.bias)
+            x = _layer_norm(x + o, layer.norm2)
+            ff = F.linear(F.relu(F.linear(x, layer.linear1.weight, layer.linear1.bias)), layer.linear2.weight,
+                          layer.linear2.bias)
+            x = _layer_norm(x + ff, layer.norm3)
         return x
+
+
+def _layer_norm(x: torch.Tensor, norm) -> torch.Tensor:
+    return F.layer_norm(x, norm.normalized_shape, norm.weight, norm.bias, norm.eps)
 
 
 class _FeedbackDecoder:
@@ -198,51 +205,97 @@ class _FeedbackDecoder:
     mode (bidirectional attention needs it), over the last ``window`` frames in
     fast mode, whose inputs are still normalised with whole-prefix statistics.
     The last transformer block is evaluated for the last frame only.
+
+    Per step the work is a few matrix products, so it is written as plain
+    tensor operations: the convolution of the changed frames is one product
+    over a strided view of the inputs; the InstanceNorm scale, the
+    ``decoder_linear_embedding`` and the positional row (the same row for
+    every frame at batch size 1, see vqvae.PositionalEncoding) are one
+    affine map, formed once per step.
     """
 
     def __init__(self, decoder, frames: int, window: int | None, device, dtype):
         self.dec = decoder
         conv, self.act, norm = decoder.expander[0]
-        self.conv = conv
+        if conv.padding_mode != "replicate" or conv.stride[0] != 1 or conv.padding[0] != conv.kernel_size[0] // 2:
+            raise ValueError("the feedback decoder expects a stride-1 'same' convolution with replicate padding")
         self.norm = norm
-        width = conv.in_channels
+        c_in, c_out, k = conv.in_channels, conv.out_channels, conv.kernel_size[0]
+        self.pad = k // 2
         self.window = window
-        self.inputs = torch.zeros(frames, width, device=device, dtype=dtype)
-        self.conv_out = torch.zeros(conv.out_channels, frames, device=device, dtype=dtype)
-        self.pad = conv.kernel_size[0] // 2
+        # Inputs with the replicate padding built in: row r holds frame r - pad. Frame i is
+        # written to its row and to the pad rows after it (the right edge repeats the newest
+        # frame until the next one overwrites them); frame 0 to the pad rows before it too.
+        self.padded = torch.zeros(frames + 2 * self.pad, c_in, device=device, dtype=dtype)
+        # The convolution as one product over windows of k input rows: (k * C_in, C_out).
+        self.conv_weight = conv.weight.detach().permute(2, 1, 0).reshape(k * c_in, c_out).to(dtype).contiguous()
+        self.conv_bias = conv.bias.detach().to(dtype)
+        self.conv_out = torch.zeros(frames, c_out, device=device, dtype=dtype)  # (frames, C) after the activation
         # Running sums of the conv outputs and their squares over the prefix, for the
         # InstanceNorm statistics in O(1) per frame (float64 against cancellation).
         wide = _wide_dtype(device)
-        self.sum = torch.zeros(conv.out_channels, 1, device=device, dtype=wide)
-        self.sum_sq = torch.zeros(conv.out_channels, 1, device=device, dtype=wide)
+        self.sum = torch.zeros(c_out, device=device, dtype=wide)
+        self.sum_sq = torch.zeros(c_out, device=device, dtype=wide)
+        emb = decoder.decoder_linear_embedding.net
+        self.emb_weight_t = emb.weight.detach().t().to(wide)  # (C, H)
+        self.emb_bias = (emb.bias.detach() + decoder.decoder_pos_embedding.pe[0, 0]).to(wide)  # (H,)
+        if norm.affine:
+            self.emb_bias = self.emb_bias + emb.weight.detach().to(wide) @ norm.bias.detach().to(wide)
+            self.norm_weight = norm.weight.detach().to(wide)
+        else:
+            self.norm_weight = None
 
     def push(self, i: int, codes: torch.Tensor) -> torch.Tensor:
         """Codes of frame i (fq*zd,) -> decoder hidden state of frame i (1, H), prefix 0..i."""
-        dec = self.dec
+        dec, p = self.dec, self.pad
         x = codes.view(1, -1)
         if hasattr(dec, "decoder_linear_embedding_pre"):
             x = dec.decoder_linear_embedding_pre(x)
-        self.inputs[i] = x[0]
-        # conv outputs of frames lo..i (replicate padding: indices clamped to [0, i])
-        lo = max(0, i - self.pad)
-        idx = torch.arange(lo - self.pad, i + self.pad + 1, device=self.inputs.device).clamp(0, i)
-        window_in = self.inputs[idx].t().unsqueeze(0)  # (1, C, n + 2 * pad)
-        stale = self.conv_out[:, lo:i].to(self.sum.dtype)  # outputs the new frame changes
-        fresh = self.act(F.conv1d(window_in, self.conv.weight, self.conv.bias))[0]
-        self.conv_out[:, lo : i + 1] = fresh
+        if i == 0:
+            self.padded[: 2 * p + 1] = x
+        else:
+            self.padded[i + p : i + 2 * p + 1] = x
+        # conv outputs of frames lo..i: the windows are padded rows lo.. lo + 2p, one row apart
+        lo = max(0, i - p)
+        c_in = self.padded.shape[1]
+        windows = self.padded.as_strided((i - lo + 1, (2 * p + 1) * c_in), (c_in, 1), lo * c_in)
+        fresh = self.act(torch.addmm(self.conv_bias, windows, self.conv_weight))  # (n, C)
+        stale = self.conv_out[lo:i].to(self.sum.dtype)  # outputs the new frame changes
+        self.conv_out[lo : i + 1] = fresh
         fresh = fresh.to(self.sum.dtype)
-        self.sum += fresh.sum(1, keepdim=True) - stale.sum(1, keepdim=True)
-        self.sum_sq += (fresh * fresh).sum(1, keepdim=True) - (stale * stale).sum(1, keepdim=True)
-        # InstanceNorm over the whole prefix, applied to the frames the transformer sees
+        self.sum += fresh.sum(0) - stale.sum(0)
+        self.sum_sq += (fresh * fresh).sum(0) - (stale * stale).sum(0)
+        # InstanceNorm over the whole prefix, then the linear embedding and positional row:
+        # h = ((c - mean) * scale) E^T + bias, with the per-channel scale folded into E^T
         mean = self.sum / (i + 1)
         var = (self.sum_sq / (i + 1) - mean * mean).clamp_min(0.0)
-        mean, var = mean.to(self.conv_out.dtype), var.to(self.conv_out.dtype)
+        scale = torch.rsqrt(var + self.norm.eps)
+        if self.norm_weight is not None:
+            scale = scale * self.norm_weight
+        weight = (self.emb_weight_t * scale.unsqueeze(1)).to(self.conv_out.dtype)
         start = 0 if self.window is None else max(0, i + 1 - self.window)
-        h = (self.conv_out[:, start : i + 1] - mean) / torch.sqrt(var + self.norm.eps)
-        if self.norm.affine:
-            h = h * self.norm.weight.view(-1, 1) + self.norm.bias.view(-1, 1)
-        h = dec.decoder_pos_embedding(dec.decoder_linear_embedding(h.t().unsqueeze(0)))  # (1, n, H)
-        return dec.decoder_transformer.last_frame(h)[:, 0]
+        centred = self.conv_out[start : i + 1] - mean.to(self.conv_out.dtype)
+        h = torch.addmm(self.emb_bias.to(self.conv_out.dtype), centred, weight)  # (n, H)
+        return dec.decoder_transformer.last_frame(h)
+
+
+class _Quantizer:
+    """vqvae.VectorQuantizer's forward for one frame's codes, its codebook norms computed once.
+
+    Same arithmetic: squared distances |z|^2 + |e|^2 - 2 z.e, the first index
+    on ties, and the straight-through value z + (e - z).
+    """
+
+    def __init__(self, quantizer):
+        self.codebook = quantizer.embedding.weight.detach()  # (n_embed, zd)
+        self.codebook_t = self.codebook.t()
+        self.norms = torch.sum(self.codebook**2, dim=1)
+
+    def __call__(self, z: torch.Tensor) -> torch.Tensor:
+        """z (fq, zd) -> quantised (fq, zd)."""
+        d = torch.sum(z**2, dim=1, keepdim=True) + self.norms - 2 * torch.matmul(z, self.codebook_t)
+        e = self.codebook[torch.argmin(d, dim=1)]
+        return z + (e - z)
 
 
 def prefix_decodes(autoencoder, codes: torch.Tensor) -> torch.Tensor:
@@ -346,14 +399,14 @@ def _autoregressive_loop(model, memory, frames, style, options, progress=None, c
     states = [] if keep_feedback else None
     style = style.view(1, -1)
     token = style  # step 0 input: the style embedding
-    positions = torch.arange(frames, device=memory.device)
+    ppe = model.PPE.rows(torch.arange(frames, device=memory.device))  # (frames, F)
+    quantize = _Quantizer(ae.quantize)
     clock = clock or _Clock(None, memory.device)  # no timings: laps are no-ops
     clock.lap(None)
     for i in range(frames):
         _check_cancel(cancel)
-        x = token + model.PPE.rows(positions[i : i + 1])
-        z = model.feat_map(predictor.step(i, x)).view(1, 1, fq, zd)
-        codes[:, i : i + 1], _ = ae.quantize(z)
+        z = F.linear(predictor.step(i, token + ppe[i]), model.feat_map.weight).view(fq, zd)
+        codes[0, i] = quantize(z)
         clock.lap("predictor")
         if i < frames - 1 or keep_feedback:
             last = feedback.push(i, codes[0, i])

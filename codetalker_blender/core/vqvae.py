@@ -64,24 +64,14 @@ class Attention(nn.Module):
         self.to_out = nn.Linear(dim, dim)
         self.dropout = nn.Dropout(dropout)
 
-    def forward(self, x: torch.Tensor, key_bias: torch.Tensor | None = None, last_only: bool = False) -> torch.Tensor:
-        """x (B, T, H) -> (B, T, H), or (B, 1, H) for the last frame's query only.
-
-        key_bias (T,) is added to every query's scores (-inf hides a key).
-        """
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x (B, T, H) -> (B, T, H)."""
         b, t, h = x.shape
         # (B, T, 3H) -> 3 x (B, heads, T, H/heads); channel order is (qkv, head, dim)
-        if last_only:  # the query of the last frame only: its projection is the first H rows of the weight
-            w = self.to_qkv.weight
-            q = F.linear(x[:, -1:], w[:h]).view(b, 1, self.heads, h // self.heads).transpose(1, 2)
-            k, v = F.linear(x, w[h:]).view(b, t, 2, self.heads, h // self.heads).permute(2, 0, 3, 1, 4)
-        else:
-            q, k, v = self.to_qkv(x).view(b, t, 3, self.heads, h // self.heads).permute(2, 0, 3, 1, 4)
+        q, k, v = self.to_qkv(x).view(b, t, 3, self.heads, h // self.heads).permute(2, 0, 3, 1, 4)
         scores = torch.matmul(q, k.transpose(-1, -2)) * self.scale
-        if key_bias is not None:
-            scores = scores + key_bias
-        out = torch.matmul(self.dropout(torch.softmax(scores, dim=-1)), v)  # (B, heads, Tq, H/heads)
-        return self.to_out(out.transpose(1, 2).reshape(b, q.shape[2], h))
+        out = torch.matmul(self.dropout(torch.softmax(scores, dim=-1)), v)  # (B, heads, T, H/heads)
+        return self.to_out(out.transpose(1, 2).reshape(b, t, h))
 
 
 class FeedForward(nn.Module):
@@ -131,18 +121,37 @@ class Transformer(nn.Module):
         return x
 
     def last_frame(self, x: torch.Tensor, key_bias: torch.Tensor | None = None) -> torch.Tensor:
-        """The output for the last frame only, x (B, T, H) -> (B, 1, H).
+        """The last frame's output for one sequence (inference): x (T, H) -> (1, H).
 
-        Equal to ``forward(x)[:, -1:]`` (without ``key_bias``) but the last
-        attention block and MLP run for that one frame. ``key_bias`` (T,) masks
-        keys in every block (-inf: a padding frame).
+        Equal to ``forward(x[None])[0, -1:]`` (without ``key_bias``), but the
+        last block's attention and MLP run for that frame only, in plain tensor
+        operations (it runs once per generated frame). ``key_bias`` (T,) is
+        added to every query's scores (-inf hides a padding frame).
         """
+        t, width = x.shape
         blocks = list(self.net)
         for n in range(0, len(blocks), 2):
-            attn, mlp = blocks[n].fn, blocks[n + 1].fn  # PreNorm(Attention), PreNorm(FeedForward)
-            last = n == len(blocks) - 2
-            x = (x[:, -1:] if last else x) + attn.fn(attn.norm(x), key_bias, last_only=last)
-            x = x + mlp.fn(mlp.norm(x))
+            norm1, attn = blocks[n].fn.norm, blocks[n].fn.fn  # Residual(PreNorm(Attention))
+            norm2, mlp = blocks[n + 1].fn.norm, blocks[n + 1].fn.fn  # Residual(PreNorm(FeedForward))
+            heads = attn.heads
+            dh = width // heads
+            y = F.layer_norm(x, (width,), norm1.weight, norm1.bias, norm1.eps)
+            w = attn.to_qkv.weight
+            if n == len(blocks) - 2:  # the last frame's query only: the first H rows of the weight
+                q = F.linear(y[-1:], w[:width]).view(1, heads, dh).transpose(0, 1)  # (heads, 1, dh)
+                kv = F.linear(y, w[width:]).view(t, 2, heads, dh)
+                k, v = kv[:, 0], kv[:, 1]  # (T, heads, dh)
+                x = x[-1:]
+            else:
+                qkv = F.linear(y, w).view(t, 3, heads, dh)
+                q, k, v = qkv[:, 0].transpose(0, 1), qkv[:, 1], qkv[:, 2]
+            scores = torch.bmm(q, k.permute(1, 2, 0)).mul_(attn.scale)  # (heads, Tq, T)
+            if key_bias is not None:
+                scores = scores + key_bias
+            o = torch.bmm(torch.softmax(scores, dim=-1), v.transpose(0, 1))  # (heads, Tq, dh)
+            x = x + attn.to_out(o.transpose(0, 1).reshape(-1, width))
+            y = F.layer_norm(x, (width,), norm2.weight, norm2.bias, norm2.eps)
+            x = x + mlp.l2(F.gelu(mlp.l1(y), approximate="tanh"))
         return x
 
 

@@ -118,21 +118,34 @@ class WhisperEncoder(nn.Module):
         mel = torch.maximum(mel, mel.max() - 8.0)
         return ((mel + 4.0) / 4.0).unsqueeze(0)
 
-    def forward_mel(self, mel: torch.Tensor) -> torch.Tensor:
-        """(B, n_mels, 3000) -> (B, 1500, width)."""
+    def forward_mel(self, mel: torch.Tensor, rows: int | None = None) -> torch.Tensor:
+        """(B, n_mels, 3000) -> (B, 1500, width), or its first ``rows`` rows.
+
+        Every position attends to the whole window, padding included, so all
+        blocks but the last run over all 1500 positions; the last one runs its
+        queries and MLP for the first ``rows`` only (the rest would be dropped).
+        """
         x = F.gelu(self.conv1(mel))
         x = F.gelu(self.conv2(x)).transpose(1, 2)
         x = x + self.positional_embedding[: x.shape[1]]
-        for block in self.blocks:
-            x = block(x)
-        return self.ln_post(x)
+        last = len(self.blocks) - 1
+        for n, block in enumerate(self.blocks):
+            x = block(x) if n < last or rows is None or rows >= x.shape[1] else _first_rows(block, x, rows)
+        return self.ln_post(x if rows is None else x[:, :rows])
 
     def encode_window(self, audio: torch.Tensor) -> torch.Tensor:
         """At most 30 s of samples (N,) -> features (1, N // 320, width)."""
         if audio.numel() > WINDOW_SAMPLES:
             raise ValueError("a Whisper window holds at most 30 s of audio")
         n = max(1, self.feature_count(audio.numel()))
-        return self.forward_mel(self.log_mel(audio))[:, :n]
+        return self.forward_mel(self.log_mel(audio), rows=n)
+
+
+def _first_rows(block: nn.TransformerEncoderLayer, x: torch.Tensor, rows: int) -> torch.Tensor:
+    """A pre-norm encoder block's output for the first ``rows`` positions of x (B, T, W), all T as keys."""
+    y = block.norm1(x)
+    x = x[:, :rows] + block.self_attn(y[:, :rows], y, y, need_weights=False)[0]
+    return x + block.linear2(block.activation(block.linear1(block.norm2(x))))
 
 
 # --------------------------------------------------------------------------- CTranslate2 import
