@@ -156,7 +156,7 @@ def animate(
     if model.device != dev:
         model.to(dev)
     cancel_fn = _as_cancel(cancel)
-    with torch.no_grad():
+    with torch.inference_mode():  # no autograd bookkeeping at all (faster per step than no_grad)
         feats, frames = encode_audio(model.audio_encoder, normalise(torch.from_numpy(samples)), cfg.timing, chunking)
         emb = model.style_embedding(torch.from_numpy(weights).to(dev))
         if isinstance(mode, str):

@@ -344,7 +344,7 @@ def decode_windowed(autoencoder, codes: torch.Tensor, window: int, overlap: int)
     return out.div_(weight.view(1, -1, 1))  # in place: at 10 min of BIWI the output alone is 4 GB
 
 
-@torch.no_grad()
+@torch.inference_mode()  # the loop is thousands of small steps: no autograd bookkeeping
 def generate_motion(
     model,
     audio_features: torch.Tensor,
