@@ -244,6 +244,7 @@ class _FeedbackDecoder:
             self.norm_weight = norm.weight.detach().to(wide)
         else:
             self.norm_weight = None
+        self.emb_bias = self.emb_bias.to(dtype)
 
     def push(self, i: int, codes: torch.Tensor) -> torch.Tensor:
         """Codes of frame i (fq*zd,) -> decoder hidden state of frame i (1, H), prefix 0..i."""
@@ -275,7 +276,7 @@ class _FeedbackDecoder:
         weight = (self.emb_weight_t * scale.unsqueeze(1)).to(self.conv_out.dtype)
         start = 0 if self.window is None else max(0, i + 1 - self.window)
         centred = self.conv_out[start : i + 1] - mean.to(self.conv_out.dtype)
-        h = torch.addmm(self.emb_bias.to(self.conv_out.dtype), centred, weight)  # (n, H)
+        h = torch.addmm(self.emb_bias, centred, weight)  # (n, H)
         return dec.decoder_transformer.last_frame(h)
 
 
