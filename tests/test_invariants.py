@@ -262,6 +262,25 @@ def test_auto_mode_is_exact_up_to_600_frames_and_fast_beyond():
         assert not np.allclose(auto.vertices, other.vertices, atol=1e-6)
 
 
+def test_transformer_last_frame_equals_the_whole_pass_and_masks_padding():
+    from codetalker_blender.core.vqvae import Transformer
+
+    torch.manual_seed(5)
+    tr = Transformer(16, num_layers=2, heads=4, mlp_dim=32).eval()
+    x = torch.randn(12, 16)
+    with torch.no_grad():
+        got = tr.last_frame(x)
+        want = tr(x[None])[0, -1:]
+        # the first 5 frames hidden as padding: the same as the last 7 frames alone
+        bias = torch.cat([torch.full((5,), float("-inf")), torch.zeros(7)])
+        masked = tr.last_frame(x, bias)
+        alone = tr(x[None, 5:])[0, -1:]
+    assert got.shape == (1, 16)
+    assert torch.allclose(got, want, atol=1e-5), (got - want).abs().max()
+    assert torch.allclose(masked, alone, atol=1e-5), (masked - alone).abs().max()
+    assert not torch.allclose(masked, got, atol=1e-3)
+
+
 @pytest.mark.parametrize("dataset,affine", [("vocaset", False), ("BIWI", False), ("vocaset", True)])
 def test_incremental_feedback_decoder_equals_whole_prefix_decode(dataset, affine):
     from codetalker_blender.core.inference import _FeedbackDecoder
