@@ -280,25 +280,6 @@ class _FeedbackDecoder:
         return dec.decoder_transformer.last_frame(h)
 
 
-class _Quantizer:
-    """vqvae.VectorQuantizer's forward for one frame's codes, its codebook norms computed once.
-
-    Same arithmetic: squared distances |z|^2 + |e|^2 - 2 z.e, the first index
-    on ties, and the straight-through value z + (e - z).
-    """
-
-    def __init__(self, quantizer):
-        self.codebook = quantizer.embedding.weight.detach()  # (n_embed, zd)
-        self.codebook_t = self.codebook.t()
-        self.norms = torch.sum(self.codebook**2, dim=1)
-
-    def __call__(self, z: torch.Tensor) -> torch.Tensor:
-        """z (fq, zd) -> quantised (fq, zd)."""
-        d = torch.sum(z**2, dim=1, keepdim=True) + self.norms - 2 * torch.matmul(z, self.codebook_t)
-        e = self.codebook[torch.argmin(d, dim=1)]
-        return z + (e - z)
-
-
 def prefix_decodes(autoencoder, codes: torch.Tensor) -> torch.Tensor:
     """Each frame decoded from the codes up to it alone, as exact mode feeds it back.
 
@@ -401,13 +382,12 @@ def _autoregressive_loop(model, memory, frames, style, options, progress=None, c
     style = style.view(1, -1)
     token = style  # step 0 input: the style embedding
     ppe = model.PPE.rows(torch.arange(frames, device=memory.device))  # (frames, F)
-    quantize = _Quantizer(ae.quantize)
     clock = clock or _Clock(None, memory.device)  # no timings: laps are no-ops
     clock.lap(None)
     for i in range(frames):
         _check_cancel(cancel)
-        z = F.linear(predictor.step(i, token + ppe[i]), model.feat_map.weight).view(fq, zd)
-        codes[0, i] = quantize(z)
+        z = model.feat_map(predictor.step(i, token + ppe[i])).view(1, 1, fq, zd)
+        codes[:, i : i + 1], _ = ae.quantize(z)
         clock.lap("predictor")
         if i < frames - 1 or keep_feedback:
             last = feedback.push(i, codes[0, i])
