@@ -36,6 +36,7 @@ import torch
 import torch.nn.functional as F
 
 from .errors import Cancelled
+from .vqvae import layer_norm
 
 ProgressFn = Callable[[int, int], None]
 CancelFn = Callable[[], bool]
@@ -171,7 +172,7 @@ class _CachedPredictor:
                 kk, vv = keys[:, :, order], values[:, order]
             scores = torch.baddbmm(bias, q.unsqueeze(1), kk, alpha=self.scale)  # (heads, 1, n)
             o = torch.bmm(torch.softmax(scores, dim=-1), vv).view(1, f)
-            x = _layer_norm(x + F.linear(o, sa.out_proj.weight, sa.out_proj.bias), layer.norm1)
+            x = layer_norm(x + F.linear(o, sa.out_proj.weight, sa.out_proj.bias), layer.norm1)
 
             if cv is None:  # one audio feature per frame: the attention output is known already
                 o = ck[i : i + 1]
@@ -182,15 +183,11 @@ class _CachedPredictor:
                 scores = torch.bmm(q, kc.permute(1, 2, 0)) * self.scale  # (heads, 1, r)
                 o = torch.bmm(torch.softmax(scores, dim=-1), vc.transpose(0, 1)).view(1, f)
                 o = F.linear(o, mha.out_proj.weight, mha.out_proj.bias)
-            x = _layer_norm(x + o, layer.norm2)
+            x = layer_norm(x + o, layer.norm2)
             ff = F.linear(F.relu(F.linear(x, layer.linear1.weight, layer.linear1.bias)), layer.linear2.weight,
                           layer.linear2.bias)
-            x = _layer_norm(x + ff, layer.norm3)
+            x = layer_norm(x + ff, layer.norm3)
         return x
-
-
-def _layer_norm(x: torch.Tensor, norm) -> torch.Tensor:
-    return F.layer_norm(x, norm.normalized_shape, norm.weight, norm.bias, norm.eps)
 
 
 class _FeedbackDecoder:

@@ -135,7 +135,7 @@ class Transformer(nn.Module):
             norm2, mlp = blocks[n + 1].fn.norm, blocks[n + 1].fn.fn  # Residual(PreNorm(FeedForward))
             heads = attn.heads
             dh = width // heads
-            y = F.layer_norm(x, (width,), norm1.weight, norm1.bias, norm1.eps)
+            y = layer_norm(x, norm1)
             w = attn.to_qkv.weight
             if n == len(blocks) - 2:  # the last frame's query only: the first H rows of the weight
                 q = F.linear(y[-1:], w[:width]).view(1, heads, dh).transpose(0, 1)  # (heads, 1, dh)
@@ -150,9 +150,14 @@ class Transformer(nn.Module):
                 scores = scores + key_bias
             o = torch.bmm(torch.softmax(scores, dim=-1), v.transpose(0, 1))  # (heads, Tq, dh)
             x = x + attn.to_out(o.transpose(0, 1).reshape(-1, width))
-            y = F.layer_norm(x, (width,), norm2.weight, norm2.bias, norm2.eps)
+            y = layer_norm(x, norm2)
             x = x + mlp.l2(F.gelu(mlp.l1(y), approximate="tanh"))
         return x
+
+
+def layer_norm(x: torch.Tensor, norm: nn.LayerNorm) -> torch.Tensor:
+    """``norm(x)`` without the module call's overhead (the inference loops call it per step)."""
+    return F.layer_norm(x, norm.normalized_shape, norm.weight, norm.bias, norm.eps)
 
 
 def _conv_block(cfg: VQConfig) -> nn.ModuleList:
