@@ -17,7 +17,7 @@ import os
 import sys
 import time
 
-from .core.audio import DEFAULT_SILENCE_DB
+from .core.audio import add_gate_arguments, gate_from_args
 
 EXIT_USAGE = 2
 
@@ -63,11 +63,7 @@ def _parser() -> argparse.ArgumentParser:
     a.add_argument("--mode", choices=("auto", "exact", "fast"), default="auto",
                    help="exact: the published algorithm; fast: bounded windows, linear time; "
                         "auto (default): exact up to 600 frames, fast beyond")
-    a.add_argument("--silence-gate", type=float, default=DEFAULT_SILENCE_DB, metavar="DB",
-                   help="hold the face at rest in pauses of over 0.4 s that are DB decibels under the speech "
-                        "level (default -22; lower it if quiet speech is held still)")
-    a.add_argument("--no-silence-gate", action="store_true",
-                   help="keep the model's motion in silences (breaths and room noise can move the mouth there)")
+    add_gate_arguments(a)
     a.add_argument("--out", required=True, help=".npy (frames, V*3) float32, or .npz with fps and metadata")
     a.add_argument("--quiet", action="store_true", help="no progress output")
 
@@ -81,7 +77,6 @@ def _animate(args) -> int:
     import numpy as np
 
     from .core import animate, load_model
-    from .core.audio import SilenceGate
     from .core.errors import ConfigError
     from .core.style import parse_style_args
 
@@ -93,7 +88,7 @@ def _animate(args) -> int:
         raise ConfigError(f"output folder does not exist: {os.path.dirname(out)}")
     if args.model and (args.config or args.stage1 or args.stage2):
         raise ConfigError("give either --model or --config/--stage1/--stage2, not both")
-    gate = None if args.no_silence_gate else SilenceGate(threshold_db=args.silence_gate)
+    gate = gate_from_args(args)
     template = args.template
     if not args.model and not args.config:
         from .core.bundled import bundled_model_for

@@ -28,7 +28,7 @@ import bpy
 import numpy as np
 from mathutils import Vector
 
-from ..core.audio import DEFAULT_SILENCE_DB, SilenceGate
+from ..core.audio import SilenceGate, add_gate_arguments, gate_from_args
 from ..core.batch import Job, JobResult, load_jobs, write_summary
 from ..core.errors import CodeTalkerError
 from . import bake
@@ -449,9 +449,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--device", default="auto")
     p.add_argument("--mode", default="auto", choices=("auto", "exact", "fast"),
                    help="auto: exact up to 600 frames, fast beyond")
-    p.add_argument("--silence-gate", type=float, default=DEFAULT_SILENCE_DB, metavar="DB",
-                   help="hold the face at rest in pauses of over 0.4 s that are DB decibels under the speech level")
-    p.add_argument("--no-silence-gate", action="store_true", help="keep the model's motion in silences")
+    add_gate_arguments(p)
     p.add_argument("--per-frame", action="store_true", help="per-frame shape keys instead of the compact basis")
     p.add_argument("--frame-limit", type=int, default=0, help="render at most N frames per job (quick looks)")
     return p.parse_args(argv)
@@ -496,7 +494,7 @@ def options_from_args(argv: list[str]) -> tuple[BatchOptions, argparse.Namespace
         object=args.object, style=style, engine=args.engine, resolution=args.resolution, fps=args.fps,
         camera=args.camera, burn_in=not args.no_burn_in, save_blend=args.save_blend, force=args.force,
         device=args.device, mode=args.mode, compact=not args.per_frame, frame_limit=args.frame_limit,
-        gate=None if args.no_silence_gate else SilenceGate(threshold_db=args.silence_gate),
+        gate=gate_from_args(args),
     )
     return options, args
 

@@ -12,7 +12,7 @@ import numpy as np
 from bpy.props import EnumProperty, StringProperty
 from bpy_extras.io_utils import ImportHelper
 
-from ..core.audio import SilenceGate
+from ..core.audio import silence_gate
 from ..core.errors import CodeTalkerError
 from ..core.mesh import TOPOLOGY_DATASETS
 from . import bake, deps
@@ -151,7 +151,7 @@ def build_spec(context) -> tuple[BakeSpec, object, int]:
     spec = BakeSpec(
         model=source, audio_path=audio, template=bake.rest_positions(obj),
         style=style_vector(settings, cfg.subjects), device=settings.device.lower(), mode=settings.quality,
-        gate=SilenceGate(threshold_db=settings.silence_threshold) if settings.rest_in_silence else None,
+        gate=silence_gate(settings.rest_in_silence, settings.silence_threshold),
         scene_fps=bake.scene_fps(scene), compact=settings.bake_mode == "COMPACT",
         error_bound=settings.error_bound,
     )

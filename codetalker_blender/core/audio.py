@@ -117,6 +117,25 @@ class SilenceGate:
             raise AudioError("silence gate hold and fade must not be negative")
 
 
+def silence_gate(enabled: bool, threshold_db: float = DEFAULT_SILENCE_DB) -> SilenceGate | None:
+    """The gate a user asked for: ``None`` when they turned it off (the model's motion in silences as it is)."""
+    return SilenceGate(threshold_db=threshold_db) if enabled else None
+
+
+def add_gate_arguments(parser) -> None:
+    """``--silence-gate DB`` and ``--no-silence-gate`` on an argparse parser; read them with ``gate_from_args``."""
+    parser.add_argument("--silence-gate", type=float, default=DEFAULT_SILENCE_DB, metavar="DB",
+                        help="hold the face at rest in pauses of over 0.4 s that are DB decibels under the speech "
+                             "level (default %(default)s; lower it if quiet speech is held still)")
+    parser.add_argument("--no-silence-gate", action="store_true",
+                        help="keep the model's motion in silences (breaths and room noise can move the mouth there)")
+
+
+def gate_from_args(args) -> SilenceGate | None:
+    """The gate that ``add_gate_arguments``' options ask for."""
+    return silence_gate(not args.no_silence_gate, args.silence_gate)
+
+
 _GATE_FRAME = 400  # 25 ms at 16 kHz
 _GATE_HOP = 160  # 10 ms
 
