@@ -169,11 +169,14 @@ def per_style_checks(model, rig, shared: str, mode: str, gate=DEFAULT_GATE, phon
         r.update(rest_ok_clips=sum(x["rest_ok"] for x in rows), clips=len(rows),
                  closure_ratios=[c for x in rows for c in x["closure_ratios"]],
                  hand_closure_hits=h["closure_hits"], hand_closure_total=h["closure_total"],
-                 hand_closure_ratios=h["closure_ratios"], hand_rest_ok=h["rest_ok"], hand_rest_max_ratio=h["rest_max_ratio"])
+                 hand_closure_ratios=h["closure_ratios"], hand_rest_ok=h["rest_ok"], hand_rest_max_ratio=h["rest_max_ratio"],
+                 rest_max_ratio={n: x["rest_max_ratio"] for n, x in zip(TRANSCRIPTS, rows)})
+        restless = [f"{n} {x['rest_max_ratio']:.2f}" for n, x in zip(TRANSCRIPTS, rows) if not x["rest_ok"]]
         name = style or "default (all equally)"
         out[name] = r
         print(f"  {name:22s} closures {r['closure_hits']}/{r['closure_total']}, open vowels "
-              f"{r['open_hits']}/{r['open_total']}, rest {r['rest_ok_clips']}/{r['clips']} | closures "
+              f"{r['open_hits']}/{r['open_total']}, rest {r['rest_ok_clips']}/{r['clips']}"
+              f"{' (not: ' + ', '.join(restless) + ' of p95)' if restless else ''} | closures "
               f"{h['closure_hits']}/{h['closure_total']} {h['closure_ratios']}, rest {'yes' if h['rest_ok'] else 'NO'}")
     singles = [out[s] for s in model.cfg.subjects]
     hits, total = sum(r["closure_hits"] for r in singles), sum(r["closure_total"] for r in singles)
