@@ -217,6 +217,8 @@ def test_silence_gate_options(tmp_path):
     assert batch.options_from_args(base)[0].gate == SilenceGate()
     assert batch.options_from_args([*base, "--silence-gate", "-30"])[0].gate == SilenceGate(threshold_db=-30.0)
     assert batch.options_from_args([*base, "--no-silence-gate"])[0].gate is None
+    assert batch.options_from_args(base)[0].blend == "model"
+    assert batch.options_from_args([*base, "--blend", "motion"])[0].blend == "motion"
     with pytest.raises(CodeTalkerError, match="threshold"):
         batch.options_from_args([*base, "--silence-gate", "3"])
 

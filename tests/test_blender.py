@@ -126,6 +126,20 @@ def test_compact_bake_within_reported_bound_biwi(scene):
     assert worst <= info["error_bound"] * 1.01 + 1e-6
 
 
+def test_mix_motions_bake_is_the_weighted_mix_of_the_single_styles(scene):
+    obj = _head(VOCA)
+    settings = _configure(scene, VOCA, mode="PER_FRAME")
+    settings.style_mode, settings.blend_method = "AB", "MOTION"
+    settings.style_a, settings.style_b, settings.style_blend = "S0", "S2", 0.3
+    assert ops.build_spec(bpy.context)[0].blend == "motion"
+    assert bpy.ops.codetalker.bake() == {"FINISHED"}
+    expected = 0.3 * _expected(VOCA, scene, obj, "S0") + 0.7 * _expected(VOCA, scene, obj, "S2")
+    for i in sorted({0, expected.shape[0] // 2, expected.shape[0] - 1}):
+        assert np.abs(_evaluated(obj, 1 + i) - expected[i]).max() <= 1e-5, i
+    settings.blend_method = "MODEL"
+    assert ops.build_spec(bpy.context)[0].blend == "model"
+
+
 def test_rebake_replaces_only_ours_and_keeps_user_keys(scene):
     obj = _head(VOCA)
     obj.shape_key_add(name="Basis", from_mix=False)

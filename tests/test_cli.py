@@ -44,6 +44,22 @@ def test_animate_reproduces_golden_cases(tmp_path, folder, case):
     assert np.abs(got - expected).max() <= 1e-4
 
 
+def test_blend_motion_mixes_the_styles_runs(tmp_path):
+    from codetalker_blender.core import animate, load_model
+
+    common = ["animate", *_published(VOCA), "--audio", str(VOCA / "audio.wav"), "--template", str(VOCA / "template.npy"),
+              "--style", "S0=0.25", "--style", "S3=0.75", "--device", "cpu", "--quiet"]
+    out = tmp_path / "mix.npz"
+    assert main([*common, "--blend", "motion", "--out", str(out)]) == 0
+    data = np.load(out)
+    assert json.loads(str(data["metadata"]))["blend"] == "motion"
+    model = load_model(config=VOCA / "config.yaml", stage1=VOCA / "stage1.pth.tar", stage2=VOCA / "stage2.pth.tar")
+    template = np.load(VOCA / "template.npy")
+    a, b = (animate(model, VOCA / "audio.wav", template, s, device="cpu").vertices for s in ("S0", "S3"))
+    mixed = data["vertices"].reshape(a.shape)
+    assert np.abs(mixed - (0.25 * a + 0.75 * b)).max() <= 1e-5
+
+
 @pytest.mark.parametrize("clip,rate", [("one_two_three.wav", 44100), ("voca_test_sentence.wav", 22000)])
 def test_animate_real_speech_to_npz(tmp_path, clip, rate):
     audio = SHARED / "audio" / clip
@@ -59,6 +75,7 @@ def test_animate_real_speech_to_npz(tmp_path, clip, rate):
     assert frames.shape[1] == 120 and abs(frames.shape[0] - seconds * 30) <= 2
     meta = json.loads(str(data["metadata"]))
     assert meta["style"]["S2"] == 1.0 and meta["dataset"] == "vocaset"
+    assert meta["blend"] == "model"
     assert np.isfinite(frames).all() and np.ptp(frames, axis=0).max() > 0  # it moves
     assert "frame" in err and "wrote" in err  # progress and summary on stderr
 

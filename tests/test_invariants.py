@@ -206,6 +206,37 @@ def test_progress_every_frame_and_cancel_within_one_frame():
     assert seen[-1] == 5
 
 
+def test_motion_blend_mixes_single_style_runs_by_weight():
+    from codetalker_blender.core import animate
+    from codetalker_blender.core.errors import Cancelled, StyleError
+
+    model = tiny_model("BIWI", seed=4)
+    template = np.random.default_rng(1).standard_normal((12, 3)).astype(np.float32)
+    speech = random_speechlike(1.5, seed=2)
+    run = lambda style, **kw: animate(model, speech, template, style, device="cpu", mode="exact", gate=None, **kw)  # noqa: E731
+    a, b = run(1).vertices - template, run(4).vertices - template
+    seen = []
+    mixed = run({1: 0.3, 4: 0.7}, blend="motion", progress=lambda d, t: seen.append((d, t)))
+    assert mixed.info["blend"] == "motion"
+    np.testing.assert_allclose(mixed.vertices - template, 0.3 * a + 0.7 * b, atol=1e-5)
+    frames = len(a)
+    assert seen == [(i, 2 * frames) for i in range(1, 2 * frames + 1)]  # one progress bar over both runs
+    # the model's own blend is one run, and differs from the mix
+    in_model = run({1: 0.3, 4: 0.7})
+    assert in_model.info["blend"] == "model" and np.abs(in_model.vertices - mixed.vertices).max() > 1e-4
+    # one style: the same motion either way
+    np.testing.assert_array_equal(run(2, blend="motion").vertices, run(2).vertices)
+    # the mix is linear in the weight, so every vertex moves monotonically from one end to the other
+    steps = [run({1: 1 - w, 4: w}, blend="motion").vertices - template for w in (0.25, 0.5, 0.75)]
+    for w, v in zip((0.25, 0.5, 0.75), steps):
+        np.testing.assert_allclose(v, (1 - w) * a + w * b, atol=1e-5)
+    with pytest.raises(Cancelled):  # cancel reaches the second run
+        run({1: 0.5, 4: 0.5}, blend="motion", cancel=lambda: len(seen) > 2 * frames + frames + 3,
+            progress=lambda d, t: seen.append((d, t)))
+    with pytest.raises(StyleError, match="blend"):
+        run(1, blend="outputs")
+
+
 @pytest.mark.parametrize("mode", ["exact", "fast"])
 def test_clips_past_the_600_frame_tables(mode):
     """25 s at 30 fps: 749 frames (1249 wav2vec2 features), beyond the reference's 600-frame tables."""

@@ -5,11 +5,21 @@
 Finds the styles (training subjects) with the largest and smallest mouth
 opening on the real speech clips, then blends between them in steps of 0.1
 (emb = (1 - w) * big + w * small, as the style sliders do) and prints the
-mean 95th-percentile mouth opening per step, and whether it is monotonic.
+mean 95th-percentile mouth opening per step, and whether it is monotonic; the
+same for the mean opening over all frames, which one code more or less at a
+peak frame moves far less.
 
 Four short clips make a noisy measure (a code flip moves one clip's p95 by a
 millimetre), so ``--recipe`` adds the held-out synthetic test clips of that
-recipe's data (unseen in training) to the real ones.
+recipe's data (unseen in training) to the real ones, and ``--extra-wav`` with
+``--extra-rttm`` adds more real speech: one clip per speaker turn of the RTTM
+file that lasts at least 2 s. pyannote.audio's MIT-licensed wheel ships a 30 s
+two-speaker recording with its turns (not part of this repository):
+
+    pip download --no-deps pyannote.audio==3.3.2 -d /tmp/pyw
+    unzip -o /tmp/pyw/pyannote_audio-3.3.2-*.whl 'pyannote/audio/sample/*' -d /tmp/pyw
+    .venv/bin/python tools/eval_style.py --model M --steps 21 \
+        --extra-wav /tmp/pyw/pyannote/audio/sample/sample.wav --extra-rttm /tmp/pyw/pyannote/audio/sample/sample.rttm
 """
 
 from __future__ import annotations
@@ -26,6 +36,20 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from tools.eval_real_speech import TRANSCRIPTS, topology_rig  # noqa: E402
 
 
+def rttm_turns(samples: np.ndarray, rttm: str, min_seconds: float = 2.0) -> list[np.ndarray]:
+    """16 kHz samples cut into the speaker turns an RTTM file lists (SPEAKER lines: onset and duration, s)."""
+    turns = []
+    with open(rttm, encoding="utf-8") as fh:
+        for line in fh:
+            f = line.split()
+            if f and f[0] == "SPEAKER" and float(f[4]) >= min_seconds:
+                start = int(float(f[3]) * 16000)
+                turns.append(samples[start:start + int(float(f[4]) * 16000)])
+    if not turns:
+        raise SystemExit(f"{rttm}: no speaker turn of {min_seconds} s or more")
+    return turns
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", required=True)
@@ -33,6 +57,11 @@ def main(argv=None) -> int:
     ap.add_argument("--steps", type=int, default=11)
     ap.add_argument("--json", default=None)
     ap.add_argument("--recipe", default=None, help="also measure on this recipe's test clips (held-out synthetic)")
+    ap.add_argument("--extra-wav", default=None, help="more real speech, cut into the turns of --extra-rttm")
+    ap.add_argument("--extra-rttm", default=None, help="speaker turns of --extra-wav (RTTM); turns of 2 s or more")
+    ap.add_argument("--blend", choices=("model", "motion"), default="model",
+                    help="how the blend is made (core.style.BLENDS): one run with the blended style, or the two "
+                         "styles' motions mixed")
     ap.add_argument("--no-gate", action="store_true", help="without the default silence gate (the model alone)")
     args = ap.parse_args(argv)
 
@@ -43,43 +72,64 @@ def main(argv=None) -> int:
 
     model = load_model_file(args.model)
     rig = topology_rig(model.cfg.num_vertices, args.shared)
-    clips = [load_audio(os.path.join(args.shared, "audio", n)) for n in TRANSCRIPTS]
+    names = list(TRANSCRIPTS)
+    clips = [load_audio(os.path.join(args.shared, "audio", n)) for n in names]
     if args.recipe:
         from codetalker_blender.training.data import clips as data_clips
         from tools.train import data_config, load_recipe
 
-        clips += [load_audio(c.wav) for c in data_clips(data_config(load_recipe(args.recipe)), "test")]
+        test = data_clips(data_config(load_recipe(args.recipe)), "test")
+        names += [f"{c.subject}/{c.name}" for c in test]
+        clips += [load_audio(c.wav) for c in test]
+    if bool(args.extra_wav) != bool(args.extra_rttm):
+        ap.error("--extra-wav and --extra-rttm go together")
+    if args.extra_wav:
+        turns = rttm_turns(load_audio(args.extra_wav), args.extra_rttm)
+        names += [f"{os.path.basename(args.extra_wav)}#{i}" for i in range(len(turns))]
+        clips += turns
     gate = None if args.no_gate else DEFAULT_GATE
-    print(f"{len(clips)} clips, silence gate {gate or 'off'}")
+    print(f"{len(clips)} clips, silence gate {gate or 'off'}, blend: {args.blend}")
 
-    def per_clip(style) -> list[float]:
-        """95th-percentile mouth opening of each clip, FLAME-equivalent mm."""
-        p95 = []
+    def per_clip(style) -> tuple[list[float], list[float]]:
+        """Each clip's 95th-percentile and mean mouth opening, FLAME-equivalent mm."""
+        p95, mean = [], []
         for samples in clips:
-            v = animate(model, samples, rig.template, style, device="cpu", gate=gate).vertices
-            p95.append(float(np.percentile(mouth_opening(v, rig.template, rig.upper_lip, rig.lower_lip), 95)))
-        return [p / rig.scale * 1000 for p in p95]
+            v = animate(model, samples, rig.template, style, device="cpu", gate=gate, blend=args.blend).vertices
+            opening = mouth_opening(v, rig.template, rig.upper_lip, rig.lower_lip) / rig.scale * 1000
+            p95.append(float(np.percentile(opening, 95)))
+            mean.append(float(np.mean(opening)))
+        return p95, mean
 
-    clip_p95 = {s: per_clip(s) for s in model.cfg.subjects}
-    per_style = {s: float(np.mean(p)) for s, p in clip_p95.items()}
+    ends = {s: per_clip(s) for s in model.cfg.subjects}
+    per_style = {s: float(np.mean(p)) for s, (p, _) in ends.items()}
     big = max(per_style, key=per_style.get)
     small = min(per_style, key=per_style.get)
     print("mean p95 mouth opening per style (mm): " + ", ".join(f"{s} {a:.2f}" for s, a in per_style.items()))
-    curve, curve_clips = [], []
+    curve, curve_clips, curve_mean, curve_mean_clips = [], [], [], []
     for w in np.linspace(0.0, 1.0, args.steps):
-        p = per_clip({big: 1.0 - w, small: w}) if 0 < w < 1 else clip_p95[big if w == 0 else small]
+        p, m = per_clip({big: 1.0 - w, small: w}) if 0 < w < 1 else ends[big if w == 0 else small]
         curve.append((float(w), float(np.mean(p))))
         curve_clips.append(p)
+        curve_mean.append((float(w), float(np.mean(m))))
+        curve_mean_clips.append(m)
         shown = " ".join(f"{x:.2f}" for x in p[:8]) + (" ..." if len(p) > 8 else "")
-        print(f"w({small}) = {w:.2f}: {curve[-1][1]:.3f} mm (per clip: {shown})")
-    diffs = np.diff([a for _, a in curve])
-    monotonic = bool(np.all(diffs <= 0) or np.all(diffs >= 0))
-    print(f"{big} -> {small}: {'monotonic' if monotonic else 'NOT monotonic'} "
-          f"({curve[0][1]:.2f} -> {curve[-1][1]:.2f} mm)")
+        print(f"w({small}) = {w:.2f}: p95 {curve[-1][1]:.3f} mm (per clip: {shown}); mean opening {curve_mean[-1][1]:.3f} mm")
+
+    def is_monotonic(points) -> bool:
+        diffs = np.diff([a for _, a in points])
+        return bool(np.all(diffs <= 0) or np.all(diffs >= 0))
+
+    monotonic, monotonic_mean = is_monotonic(curve), is_monotonic(curve_mean)
+    for label, points, ok in (("p95", curve, monotonic), ("mean opening", curve_mean, monotonic_mean)):
+        rises = [f"{a:.2f}->{b:.2f}: +{y - x:.3f}" for (a, x), (b, y) in zip(points, points[1:]) if y > x]
+        print(f"{big} -> {small}, {label}: {'monotonic' if ok else 'NOT monotonic (' + ', '.join(rises) + ' mm)'} "
+              f"({points[0][1]:.2f} -> {points[-1][1]:.2f} mm)")
     if args.json:
         with open(args.json, "w", encoding="utf-8") as fh:
-            json.dump({"model": args.model, "clips": len(clips), "gate": gate is not None, "per_style_mm": per_style, "from": big, "to": small,
-                       "curve": curve, "curve_per_clip_mm": curve_clips, "monotonic": monotonic}, fh, indent=1)
+            json.dump({"model": args.model, "blend": args.blend, "clips": len(clips), "clip_names": names, "gate": gate is not None, "per_style_mm": per_style, "from": big, "to": small,
+                       "curve": curve, "curve_per_clip_mm": curve_clips, "monotonic": monotonic,
+                       "curve_mean_opening": curve_mean, "curve_mean_opening_per_clip_mm": curve_mean_clips,
+                       "monotonic_mean_opening": monotonic_mean}, fh, indent=1)
     return 0
 
 

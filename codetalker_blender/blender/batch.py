@@ -31,6 +31,7 @@ from mathutils import Vector
 from ..core.audio import SilenceGate, add_gate_arguments, gate_from_args
 from ..core.batch import Job, JobResult, load_jobs, write_summary
 from ..core.errors import CodeTalkerError
+from ..core.style import BLENDS
 from . import bake
 from .jobs import BakeJob, BakeSpec, ModelSource
 
@@ -45,6 +46,7 @@ class BatchOptions:
     mesh: str = ""  # default template (.ply/.obj/.npy) or .blend for jobs that name none
     object: str = ""  # default object name inside a .blend
     style: dict[str, float] | None = None  # default style weights
+    blend: str = "model"  # core.style.BLENDS
     engine: str = "WORKBENCH"
     resolution: tuple[int, int] = (512, 512)
     fps: float = 24.0
@@ -259,8 +261,9 @@ def _bake(job: Job, options: BatchOptions, obj, progress: Callable[[str, float],
     fps, base = _fps_pair(options.fps)
     scene.render.fps, scene.render.fps_base = fps, base
     spec = BakeSpec(model=options.model, audio_path=job.audio, template=bake.rest_positions(obj),
-                    style=_style_vector(job.style or options.style, options.model), device=options.device,
-                    mode=options.mode, gate=options.gate, scene_fps=bake.scene_fps(scene), compact=options.compact)
+                    style=_style_vector(job.style or options.style, options.model), blend=options.blend,
+                    device=options.device, mode=options.mode, gate=options.gate, scene_fps=bake.scene_fps(scene),
+                    compact=options.compact)
     bake_job = BakeJob(spec)
     bake_job.start()
     while bake_job.poll() == "running":
@@ -438,6 +441,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--dataset", default="", choices=("", "vocaset", "BIWI"),
                    help="published configuration to assume without --config (default: from --mesh)")
     p.add_argument("--style", action="append", default=[], metavar="NAME[=W]", help="default style, repeatable")
+    p.add_argument("--blend", choices=BLENDS, default="model",
+                   help="model: one run with the blended style; motion: one run per style, motions mixed by weight")
     p.add_argument("--engine", default="WORKBENCH", choices=("WORKBENCH", "EEVEE", "CYCLES"))
     p.add_argument("--resolution", default="PREVIEW", type=_resolution,
                    help="TINY (128), PREVIEW (512x512), HD (1280x720), FULL_HD or WxH")
@@ -491,7 +496,7 @@ def options_from_args(argv: list[str]) -> tuple[BatchOptions, argparse.Namespace
     style = parse_style(";".join(args.style)) if args.style else None
     options = BatchOptions(
         model=source, out_dir=os.path.abspath(args.out), mesh=os.path.abspath(args.mesh) if args.mesh else "",
-        object=args.object, style=style, engine=args.engine, resolution=args.resolution, fps=args.fps,
+        object=args.object, style=style, blend=args.blend, engine=args.engine, resolution=args.resolution, fps=args.fps,
         camera=args.camera, burn_in=not args.no_burn_in, save_blend=args.save_blend, force=args.force,
         device=args.device, mode=args.mode, compact=not args.per_frame, frame_limit=args.frame_limit,
         gate=gate_from_args(args),

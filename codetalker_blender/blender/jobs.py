@@ -45,6 +45,7 @@ class BakeSpec:
     audio_path: str
     template: np.ndarray  # (V, 3) the mesh's rest positions
     style: np.ndarray | None  # weights over the subjects, or None for all equally
+    blend: str = "model"  # core.style.BLENDS: one run with the blended style, or one per style mixed
     device: str = "auto"
     mode: str = "exact"
     gate: SilenceGate | None = SilenceGate()  # None: the model's motion in silences as it is
@@ -95,7 +96,7 @@ def run_bake(spec: BakeSpec, progress=None, cancel=None) -> BakeResult:
     t0 = time.perf_counter()
     model = load_model_cached(spec.model)
     result = animate(model, spec.audio_path, spec.template, spec.style, device=spec.device, mode=spec.mode,
-                     progress=progress, cancel=cancel, gate=spec.gate)
+                     progress=progress, cancel=cancel, gate=spec.gate, blend=spec.blend)
     motion = resample(result.vertices, result.fps, spec.scene_fps)
     bound = spec.error_bound or default_error_bound(spec.template)
     basis = compact_basis(motion, spec.template, bound) if spec.compact else None

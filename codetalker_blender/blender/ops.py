@@ -150,7 +150,8 @@ def build_spec(context) -> tuple[BakeSpec, object, int]:
     audio, start = audio_input(scene, settings)
     spec = BakeSpec(
         model=source, audio_path=audio, template=bake.rest_positions(obj),
-        style=style_vector(settings, cfg.subjects), device=settings.device.lower(), mode=settings.quality,
+        style=style_vector(settings, cfg.subjects), blend=settings.blend_method.lower(),
+        device=settings.device.lower(), mode=settings.quality,
         gate=silence_gate(settings.rest_in_silence, settings.silence_threshold),
         scene_fps=bake.scene_fps(scene), compact=settings.bake_mode == "COMPACT",
         error_bound=settings.error_bound,

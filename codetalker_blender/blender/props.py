@@ -69,6 +69,12 @@ class CODETALKER_PG_settings(bpy.types.PropertyGroup):
     style_b: StringProperty(name="B")
     style_blend: FloatProperty(name="A Weight", min=0.0, max=1.0, default=0.5, subtype="FACTOR",
                                description="w in w*A + (1-w)*B")
+    blend_method: EnumProperty(
+        name="Blend", default="MODEL",
+        items=[("MODEL", "In Model", "One run with the blended style: the model's own interpolation. "
+                                     "Nearby weights can give a different performance"),
+               ("MOTION", "Mix Motions", "One run per style, the motions mixed by weight: smooth and "
+                                         "monotonic in the weights, one run per style")])
 
     bake_mode: EnumProperty(
         name="Bake", items=[("COMPACT", "Compact", "A few basis shape keys with one F-curve each"),

@@ -101,6 +101,8 @@ class CODETALKER_PT_main(bpy.types.Panel):
             box.prop_search(settings, "style_a", settings, "styles")
             box.prop_search(settings, "style_b", settings, "styles")
             box.prop(settings, "style_blend", slider=True)
+        if settings.styles:
+            box.row().prop(settings, "blend_method", expand=True)
 
         box = layout.box()
         box.label(text="Bake", icon="SHAPEKEY_DATA")

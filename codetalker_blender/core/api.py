@@ -14,10 +14,10 @@ from .audio import SAMPLE_RATE, SilenceGate, is_silent, load_audio, rest_gain, t
 from .audio_encoder import Chunking, conv_feature_count, encode_audio, frame_count, normalise
 from .config import ModelConfig, load_config
 from .device import resolve_device
-from .errors import AudioError, ConfigError
+from .errors import AudioError, ConfigError, StyleError
 from .inference import CancelFn, DecodeOptions, ProgressFn, generate_motion
 from .mesh import as_vertices, check_vertex_count, load_template
-from .style import StyleSpec, style_weights
+from .style import BLENDS, StyleSpec, style_weights
 
 MODES = ("auto", "exact", "fast")
 # 'auto' decodes exactly up to this many frames and in fast mode beyond: the
@@ -111,6 +111,7 @@ def animate(
     cancel: CancelFn | threading.Event | None = None,
     chunking: Chunking = Chunking(),
     gate: SilenceGate | None = DEFAULT_GATE,
+    blend: str = "model",
 ) -> Animation:
     """Animate ``template`` speaking ``audio``.
 
@@ -127,6 +128,9 @@ def animate(
         room noise there). None gives the model's motion as it is, as the
         published algorithm does. The seconds held at rest are in
         ``info["rest_seconds"]``.
+    blend: 'model' (one run with the blended style embedding) or 'motion'
+        (one run per style with a weight, the motions mixed by weight; see
+        ``BLENDS``). A single style gives the same motion either way.
     progress(done, total) is called per frame; cancel() returning True (or a
     set threading.Event) stops within one frame by raising Cancelled.
 
@@ -135,12 +139,14 @@ def animate(
     cfg: ModelConfig = model.cfg
     if isinstance(mode, str):
         resolve_mode(mode, 0)  # an unknown mode fails before any work
+    if blend not in BLENDS:
+        raise StyleError(f"unknown style blend {blend!r}: use one of {', '.join(BLENDS)}")
     verts = load_template(template) if isinstance(template, (str, os.PathLike)) else as_vertices(template)
     check_vertex_count(verts, cfg.num_vertices)
     weights = style_weights(style, cfg.subjects)
     samples = _samples(audio)
     info = {"mode": mode if isinstance(mode, str) else "custom", "style": dict(zip(cfg.subjects, weights.tolist())),
-            "seconds": samples.size / SAMPLE_RATE}
+            "blend": blend, "seconds": samples.size / SAMPLE_RATE}
 
     if is_silent(samples):
         n_feat = conv_feature_count(samples.size, model.audio_encoder)
@@ -158,11 +164,26 @@ def animate(
     cancel_fn = _as_cancel(cancel)
     with torch.inference_mode():  # no autograd bookkeeping at all (faster per step than no_grad)
         feats, frames = encode_audio(model.audio_encoder, normalise(torch.from_numpy(samples)), cfg.timing, chunking)
-        emb = model.style_embedding(torch.from_numpy(weights).to(dev))
         if isinstance(mode, str):
             info["mode"] = resolve_mode(mode, frames)
-        motion = generate_motion(model, feats, frames, emb, decode_options(mode, frames), progress, cancel_fn)
-    out = motion.float().cpu().numpy().reshape(frames, -1, 3)
+        options = decode_options(mode, frames)
+        if blend == "model":  # (share of the motion, style weights) per run
+            runs = [(1.0, weights)]
+        else:  # each style with a weight on its own; the motions are mixed below
+            runs = [(float(weights[k]), np.eye(len(weights))[k]) for k in np.flatnonzero(weights)]
+        out = None
+        for n, (w, run_weights) in enumerate(runs):
+            emb = model.style_embedding(torch.from_numpy(run_weights).to(dev))
+            run_progress = progress if progress is None or len(runs) == 1 else (
+                lambda done, total, n=n: progress(n * total + done, len(runs) * total))
+            motion = generate_motion(model, feats, frames, emb, options, run_progress, cancel_fn)
+            motion = motion.float().cpu().numpy().reshape(frames, -1, 3)
+            if len(runs) > 1:
+                motion *= w  # in place: long clips' motion is gigabytes
+            if out is None:
+                out = motion
+            else:
+                out += motion
     if gate is not None:
         gain = rest_gain(samples, gate, frames, cfg.fps)
         info["rest_seconds"] = float(np.count_nonzero(gain == 0.0)) / cfg.fps

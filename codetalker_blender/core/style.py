@@ -13,6 +13,13 @@ import numpy as np
 
 from .errors import StyleError
 
+# How a blend of styles becomes motion. 'model': one run with the blended style
+# embedding, the model's own interpolation (the reference conditions on one
+# speaker). Its codes, and so its performance, can switch between nearby
+# weights. 'motion': one run per style with a weight, the motions mixed by
+# weight: linear, so smooth and monotonic in the weights, at one run per style.
+BLENDS = ("model", "motion")
+
 StyleSpec = None | str | int | Mapping[str | int, float] | Sequence[float] | np.ndarray
 
 
