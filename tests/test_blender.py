@@ -136,8 +136,16 @@ def test_mix_motions_bake_is_the_weighted_mix_of_the_single_styles(scene):
     expected = 0.3 * _expected(VOCA, scene, obj, "S0") + 0.7 * _expected(VOCA, scene, obj, "S2")
     for i in sorted({0, expected.shape[0] // 2, expected.shape[0] - 1}):
         assert np.abs(_evaluated(obj, 1 + i) - expected[i]).max() <= 1e-5, i
+    assert ops.style_runs(settings) == 2
+    settings.style_blend = 1.0
+    assert ops.style_runs(settings) == 1
+    settings.style_mode = "MIX"
+    assert ops.style_runs(settings) == 1  # _configure weighted one style
+    for item in settings.styles:
+        item.weight = 1.0
+    assert ops.style_runs(settings) == len(settings.styles)
     settings.blend_method = "MODEL"
-    assert ops.build_spec(bpy.context)[0].blend == "model"
+    assert ops.build_spec(bpy.context)[0].blend == "model" and ops.style_runs(settings) == 1
 
 
 def test_rebake_replaces_only_ours_and_keeps_user_keys(scene):
@@ -368,6 +376,11 @@ def test_panel_and_preferences_draw_in_every_state(scene):
                 host = Host()
                 ui.CODETALKER_PT_main.draw(host, bpy.context)
                 assert any(call[0] == "operator" and call[1][0] == "codetalker.bake" for call in host.log)
+    settings.blend_method, settings.style_mode = "MOTION", "AB"
+    host = Host()
+    ui.CODETALKER_PT_main.draw(host, bpy.context)
+    assert any("2 model runs" in str(c[2].get("text", "")) for c in host.log)
+    settings.blend_method = "MODEL"
     bpy.context.window_manager.codetalker_state.running = True
     host = Host()
     ui.CODETALKER_PT_main.draw(host, bpy.context)

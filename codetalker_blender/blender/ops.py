@@ -110,6 +110,15 @@ def style_vector(settings, subjects) -> np.ndarray:
     return style_weights([weights.get(n, 0.0) for n in subjects], subjects)
 
 
+def style_runs(settings) -> int:
+    """How many model runs the style settings take: one, or with Mix Motions one per style with a weight."""
+    if settings.blend_method == "MODEL":
+        return 1
+    if settings.style_mode == "AB":
+        return 1 if settings.style_a == settings.style_b or settings.style_blend in (0.0, 1.0) else 2
+    return max(1, sum(1 for s in settings.styles if s.weight > 0))
+
+
 def audio_input(scene, settings) -> tuple[str, int]:
     """(audio file path, start frame) from the settings."""
     if settings.audio_source == "STRIP":

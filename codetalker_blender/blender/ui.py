@@ -103,6 +103,9 @@ class CODETALKER_PT_main(bpy.types.Panel):
             box.prop(settings, "style_blend", slider=True)
         if settings.styles:
             box.row().prop(settings, "blend_method", expand=True)
+            runs = ops.style_runs(settings)
+            if runs > 1:
+                box.label(text=f"{runs} model runs, one per style", icon="INFO")
 
         box = layout.box()
         box.label(text="Bake", icon="SHAPEKEY_DATA")
