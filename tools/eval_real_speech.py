@@ -24,6 +24,11 @@ arctic_a0009 with its hand-made phone labels instead of the aligner's.
 The checks run on exact mode's motion, or on fast mode's with ``--mode fast``,
 with the default silence gate on the input as ``animate`` applies it, or
 without it (the model alone) with ``--no-gate``.
+
+``--extra-wav`` with ``--extra-rttm`` also checks rest outside the speaker
+turns of a longer recording (see ``tools/eval_style.py`` for the 30 s
+two-speaker one that pyannote.audio's wheel ships), animated as the product
+does it (default style, auto mode).
 Every figure is printed; ``--json`` also writes them.
 """
 
@@ -186,6 +191,47 @@ def per_style_checks(model, rig, shared: str, mode: str, gate=DEFAULT_GATE, phon
     return out
 
 
+def read_rttm(path: str) -> list[tuple[float, float]]:
+    """Speaker turns (onset, duration) in seconds from an RTTM file's SPEAKER lines."""
+    turns = []
+    with open(path, encoding="utf-8") as fh:
+        for line in fh:
+            f = line.split()
+            if f and f[0] == "SPEAKER":
+                turns.append((float(f[3]), float(f[4])))
+    if not turns:
+        raise SystemExit(f"{path}: no SPEAKER lines")
+    return turns
+
+
+def recording_rest(model, rig, wav: str, rttm: str, gate=DEFAULT_GATE) -> dict:
+    """The mouth outside a recording's speaker turns (100 ms next to a turn excluded), default
+    style and mode, as the product animates it: how far it opens there, against the
+    95th-percentile opening in the turns."""
+    from codetalker_blender.core.api import animate
+    from codetalker_blender.core.audio import load_audio
+    from codetalker_blender.training.metrics import mouth_opening
+
+    turns = read_rttm(rttm)
+    result = animate(model, load_audio(wav), rig.template, None, device="cpu", gate=gate)
+    opening = mouth_opening(result.vertices, rig.template, rig.upper_lip, rig.lower_lip) / rig.scale * 1000
+    t = np.arange(len(opening)) / result.fps
+    speech = np.zeros(len(opening), dtype=bool)
+    for onset, duration in turns:
+        speech |= (t >= onset - 0.1) & (t <= onset + duration + 0.1)
+    p95 = float(np.percentile(opening[speech], 95))
+    rest = np.abs(opening[~speech])
+    worst = int(np.flatnonzero(~speech)[np.argmax(rest)])
+    lead = np.abs(opening[t < turns[0][0] - 0.1])
+    lead_worst = int(np.argmax(lead)) if lead.size else 0
+    return {"wav": os.path.basename(wav), "mode": result.info["mode"], "seconds": float(t[-1]), "turns": len(turns),
+            "p95_opening_mm": p95, "rest_seconds": float(rest.size / result.fps), "rest_max_mm": float(rest.max()),
+            "rest_max_ratio": float(rest.max() / p95), "rest_max_at_s": float(t[worst]),
+            "rest_share_under_10pct": float(np.mean(rest < 0.1 * p95)),
+            "lead_seconds": float(lead.size / result.fps), "lead_max_mm": float(lead.max()) if lead.size else 0.0,
+            "lead_max_at_s": float(t[lead_worst])}
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", required=True)
@@ -199,7 +245,12 @@ def main(argv=None) -> int:
                     help="also check every single style, and arctic_a0009 with its hand-made labels")
     ap.add_argument("--no-gate", action="store_true",
                     help="feed the model the audio as it is, without the default silence gate (the model alone)")
+    ap.add_argument("--extra-wav", default=None,
+                    help="also check rest outside the speaker turns (--extra-rttm) of this recording")
+    ap.add_argument("--extra-rttm", default=None, help="speaker turns of --extra-wav (RTTM)")
     args = ap.parse_args(argv)
+    if bool(args.extra_wav) != bool(args.extra_rttm):
+        ap.error("--extra-wav and --extra-rttm go together")
     gate = None if args.no_gate else DEFAULT_GATE
 
     from codetalker_blender.core.checkpoint import load_model_file
@@ -213,11 +264,11 @@ def main(argv=None) -> int:
             for name, text in TRANSCRIPTS.items()]
     print(f"model {args.model} ({model.cfg.num_vertices} vertices), default style, {args.mode} mode, "
           f"silence gate {gate or 'off'}; openings in FLAME-equivalent mm")
-    print(f"{'clip':24s} {'p95 open':>8s} {'closures':>9s} {'open V':>7s} {'rest':>5s} {'env r0':>7s} "
+    print(f"{'clip':24s} {'p95 open':>8s} {'closures':>9s} {'open V':>7s} {'rest':>5s} {'(frames)':>5s} {'env r0':>7s} "
           f"{'env best':>9s} {'lag ms':>6s} {'fast-exact max/lip max/lip mean mm':>36s}")
     for r in rows:
         print(f"{r['clip']:24s} {r['p95_opening_mm']:8.2f} {r['closure_hits']:4d}/{r['closure_total']:<4d} "
-              f"{r['open_hits']:3d}/{r['open_total']:<3d} {'yes' if r['rest_ok'] else 'NO':>5s} "
+              f"{r['open_hits']:3d}/{r['open_total']:<3d} {'yes' if r['rest_ok'] else 'NO':>5s} {r['rest_frames']:5d} "
               f"{r['envelope_corr_lag0']:7.2f} {r['envelope_corr_best']:9.2f} {r['envelope_best_lag_ms']:6.0f} "
               f"{r.get('fast_vs_exact_max_mm', float('nan')):12.3f} {r.get('fast_vs_exact_lip_max_mm', float('nan')):10.3f} "
               f"{r.get('fast_vs_exact_lip_mean_mm', float('nan')):10.4f}")
@@ -245,6 +296,14 @@ def main(argv=None) -> int:
               f"{joined['frames']} frames): head max {r['max_mm']:.2f} mm; lips max {r['lip_max_mm']:.2f} mm, "
               f"99th percentile of per-frame max {r['lip_p99_mm']:.2f} mm, mean {r['lip_mean_mm']:.3f} mm")
     summary["joined_fast_vs_exact"] = joined
+    if args.extra_wav:
+        r = recording_rest(model, rig, args.extra_wav, args.extra_rttm, gate)
+        print(f"{r['wav']} ({r['seconds']:.1f} s, {r['turns']} turns, {r['mode']} mode): outside the turns "
+              f"({r['rest_seconds']:.1f} s) {r['rest_share_under_10pct']:.1%} of frames under 10 % of the turns' "
+              f"p95 ({r['p95_opening_mm']:.2f} mm); largest {r['rest_max_mm']:.2f} mm = {r['rest_max_ratio']:.2f} "
+              f"of p95, at {r['rest_max_at_s']:.2f} s; before the first turn ({r['lead_seconds']:.1f} s) largest "
+              f"{r['lead_max_mm']:.2f} mm, at {r['lead_max_at_s']:.2f} s")
+        summary["recording_rest"] = r
     if args.per_style:
         summary["per_style"] = per_style_checks(model, rig, args.shared, args.mode, gate, phones)
     if args.json:

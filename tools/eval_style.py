@@ -33,18 +33,13 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from tools.eval_real_speech import TRANSCRIPTS, topology_rig  # noqa: E402
+from tools.eval_real_speech import TRANSCRIPTS, read_rttm, topology_rig  # noqa: E402
 
 
 def rttm_turns(samples: np.ndarray, rttm: str, min_seconds: float = 2.0) -> list[np.ndarray]:
-    """16 kHz samples cut into the speaker turns an RTTM file lists (SPEAKER lines: onset and duration, s)."""
-    turns = []
-    with open(rttm, encoding="utf-8") as fh:
-        for line in fh:
-            f = line.split()
-            if f and f[0] == "SPEAKER" and float(f[4]) >= min_seconds:
-                start = int(float(f[3]) * 16000)
-                turns.append(samples[start:start + int(float(f[4]) * 16000)])
+    """16 kHz samples cut into the speaker turns an RTTM file lists that last ``min_seconds`` or more."""
+    turns = [samples[int(onset * 16000):int(onset * 16000) + int(duration * 16000)]
+             for onset, duration in read_rttm(rttm) if duration >= min_seconds]
     if not turns:
         raise SystemExit(f"{rttm}: no speaker turn of {min_seconds} s or more")
     return turns
