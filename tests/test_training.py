@@ -596,3 +596,19 @@ def test_layer_probe_auc_and_fit():
     labels = x[:, 2] - 0.5 * x[:, 4] > 0.3
     score = fit_probe(x, labels)
     assert auc(labels, score(x)) > 0.99
+
+
+def test_rttm_turns_cut_the_recording(tmp_path):
+    from tools.eval_real_speech import read_rttm
+    from tools.eval_style import rttm_turns
+
+    rttm = tmp_path / "a.rttm"
+    rttm.write_text("SPEAKER a 1 0.500 2.250 <NA> <NA> s1 <NA> <NA>\n"
+                    "SPEAKER a 1 3.000 1.000 <NA> <NA> s2 <NA> <NA>\n"
+                    "SPEAKER a 1 4.100 2.000 <NA> <NA> s1 <NA> <NA>\n", encoding="utf-8")
+    assert read_rttm(str(rttm)) == [(0.5, 2.25), (3.0, 1.0), (4.1, 2.0)]
+    samples = np.arange(7 * 16000, dtype=np.float32)
+    turns = rttm_turns(samples, str(rttm))  # turns of 2 s or more
+    assert [len(t) for t in turns] == [36000, 32000] and turns[0][0] == 8000 and turns[1][0] == 65600
+    with pytest.raises(SystemExit, match="no speaker turn"):
+        rttm_turns(samples, str(rttm), min_seconds=3.0)
