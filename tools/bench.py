@@ -138,6 +138,9 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--datasets", nargs="*", default=["vocaset"], choices=("vocaset", "BIWI"),
                    help="published sizes to measure; give none (--datasets) for the bundled models only")
+    p.add_argument("--bundled", default="*",
+                   help="which bundled models to measure, a pattern of their file names (default: all; 'none' for "
+                        "none). One at a time gives a peak memory free of the models measured before it")
     p.add_argument("--seconds", type=float, nargs="+", default=[5.0, 20.0])
     p.add_argument("--devices", nargs="+", default=["cpu"])
     p.add_argument("--baseline-max", type=float, default=20.0, help="longest clip for the published algorithm")
@@ -159,9 +162,10 @@ def main(argv=None) -> int:
     for dataset in args.datasets:
         torch.manual_seed(0)
         models.append((f"{dataset} (published size, random)", lambda d=dataset: CodeTalker(published_config(d)).eval()))
-    for path in sorted(glob.glob(os.path.join(ROOT, "models", "*.safetensors"))):
+    bundled = sorted(glob.glob(os.path.join(ROOT, "models", f"{args.bundled}.safetensors")))
+    for path in bundled:
         models.append((f"bundled {os.path.basename(path)}", lambda p=path: load_model_file(p)))
-    if not glob.glob(os.path.join(ROOT, "models", "*.safetensors")):
+    if not bundled and args.bundled == "*":
         print("no bundled model in models/ yet: only the published sizes are measured")
 
     rows, floors = [], []
