@@ -18,7 +18,7 @@ import sys
 import time
 
 from .core.audio import add_gate_arguments, gate_from_args
-from .core.style import BLENDS
+from .core.style import add_blend_argument
 
 EXIT_USAGE = 2
 
@@ -60,10 +60,7 @@ def _parser() -> argparse.ArgumentParser:
     a.add_argument("--template", required=True, help="neutral mesh: .npy (V*3 or Vx3), .ply or .obj")
     a.add_argument("--style", action="append", default=[], metavar="NAME[=WEIGHT]",
                    help="training subject by name or index; repeat with weights to blend (default: all equally)")
-    a.add_argument("--blend", choices=BLENDS, default="model",
-                   help="how blended --style weights become motion. model (default): one run with the blended "
-                        "style, the model's own interpolation; motion: one run per style, the motions mixed by "
-                        "weight (smooth and monotonic in the weights, one run per style)")
+    add_blend_argument(a)
     a.add_argument("--device", default="auto", help="auto (CUDA, MPS, CPU), cpu, cuda or mps")
     a.add_argument("--mode", choices=("auto", "exact", "fast"), default="auto",
                    help="exact: the published algorithm; fast: bounded windows, linear time; "

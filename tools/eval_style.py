@@ -33,6 +33,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from codetalker_blender.core.style import BLENDS  # noqa: E402
 from tools.eval_real_speech import TRANSCRIPTS, read_rttm, topology_rig  # noqa: E402
 
 
@@ -54,7 +55,7 @@ def main(argv=None) -> int:
     ap.add_argument("--recipe", default=None, help="also measure on this recipe's test clips (held-out synthetic)")
     ap.add_argument("--extra-wav", default=None, help="more real speech, cut into the turns of --extra-rttm")
     ap.add_argument("--extra-rttm", default=None, help="speaker turns of --extra-wav (RTTM); turns of 2 s or more")
-    ap.add_argument("--blend", choices=("model", "motion"), default="model",
+    ap.add_argument("--blend", choices=BLENDS, default="model",
                     help="how the blend is made (core.style.BLENDS): one run with the blended style, or the two "
                          "styles' motions mixed")
     ap.add_argument("--no-gate", action="store_true", help="without the default silence gate (the model alone)")

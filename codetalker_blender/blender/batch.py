@@ -31,7 +31,7 @@ from mathutils import Vector
 from ..core.audio import SilenceGate, add_gate_arguments, gate_from_args
 from ..core.batch import Job, JobResult, load_jobs, write_summary
 from ..core.errors import CodeTalkerError
-from ..core.style import BLENDS
+from ..core.style import add_blend_argument
 from . import bake
 from .jobs import BakeJob, BakeSpec, ModelSource
 
@@ -441,8 +441,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--dataset", default="", choices=("", "vocaset", "BIWI"),
                    help="published configuration to assume without --config (default: from --mesh)")
     p.add_argument("--style", action="append", default=[], metavar="NAME[=W]", help="default style, repeatable")
-    p.add_argument("--blend", choices=BLENDS, default="model",
-                   help="model: one run with the blended style; motion: one run per style, motions mixed by weight")
+    add_blend_argument(p)
     p.add_argument("--engine", default="WORKBENCH", choices=("WORKBENCH", "EEVEE", "CYCLES"))
     p.add_argument("--resolution", default="PREVIEW", type=_resolution,
                    help="TINY (128), PREVIEW (512x512), HD (1280x720), FULL_HD or WxH")

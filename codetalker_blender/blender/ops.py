@@ -114,9 +114,10 @@ def style_runs(settings) -> int:
     """How many model runs the style settings take: one, or with Mix Motions one per style with a weight."""
     if settings.blend_method == "MODEL":
         return 1
-    if settings.style_mode == "AB":
-        return 1 if settings.style_a == settings.style_b or settings.style_blend in (0.0, 1.0) else 2
-    return max(1, sum(1 for s in settings.styles if s.weight > 0))
+    try:
+        return int(np.count_nonzero(style_vector(settings, [s.name for s in settings.styles])))
+    except CodeTalkerError:  # no weight at all (the bake says so) or an A/B style not in the list
+        return 1
 
 
 def audio_input(scene, settings) -> tuple[str, int]:

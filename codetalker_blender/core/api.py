@@ -174,11 +174,11 @@ def animate(
         out = None
         for n, (w, run_weights) in enumerate(runs):
             emb = model.style_embedding(torch.from_numpy(run_weights).to(dev))
-            run_progress = progress if progress is None or len(runs) == 1 else (
+            run_progress = None if progress is None else (  # one count over all runs
                 lambda done, total, n=n: progress(n * total + done, len(runs) * total))
             motion = generate_motion(model, feats, frames, emb, options, run_progress, cancel_fn)
             motion = motion.float().cpu().numpy().reshape(frames, -1, 3)
-            if len(runs) > 1:
+            if w != 1.0:
                 motion *= w  # in place: long clips' motion is gigabytes
             if out is None:
                 out = motion

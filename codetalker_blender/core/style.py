@@ -20,6 +20,14 @@ from .errors import StyleError
 # weight: linear, so smooth and monotonic in the weights, at one run per style.
 BLENDS = ("model", "motion")
 
+
+def add_blend_argument(parser) -> None:
+    """``--blend model|motion`` on an argparse parser (``args.blend``, one of ``BLENDS``)."""
+    parser.add_argument("--blend", choices=BLENDS, default="model",
+                        help="how blended styles become motion. model (default): one run with the blended style, "
+                             "the model's own interpolation; motion: one run per style, the motions mixed by "
+                             "weight (smooth and monotonic in the weights, one run per style)")
+
 StyleSpec = None | str | int | Mapping[str | int, float] | Sequence[float] | np.ndarray
 
 
