@@ -191,6 +191,19 @@ def per_style_checks(model, rig, shared: str, mode: str, gate=DEFAULT_GATE, phon
     return out
 
 
+def add_recording_arguments(ap: argparse.ArgumentParser, use: str) -> None:
+    """``--extra-wav``/``--extra-rttm``: a longer real recording and its speaker turns; ``use`` says what for."""
+    ap.add_argument("--extra-wav", default=None, help=f"a longer recording with speaker turns: {use}")
+    ap.add_argument("--extra-rttm", default=None, help="the speaker turns of --extra-wav (RTTM)")
+
+
+def recording_arguments(ap: argparse.ArgumentParser, args) -> tuple[str, str] | None:
+    """(wav, rttm) from ``add_recording_arguments``' options, None without them."""
+    if bool(args.extra_wav) != bool(args.extra_rttm):
+        ap.error("--extra-wav and --extra-rttm go together")
+    return (args.extra_wav, args.extra_rttm) if args.extra_wav else None
+
+
 def read_rttm(path: str) -> list[tuple[float, float]]:
     """Speaker turns (onset, duration) in seconds from an RTTM file's SPEAKER lines."""
     turns = []
@@ -245,12 +258,9 @@ def main(argv=None) -> int:
                     help="also check every single style, and arctic_a0009 with its hand-made labels")
     ap.add_argument("--no-gate", action="store_true",
                     help="feed the model the audio as it is, without the default silence gate (the model alone)")
-    ap.add_argument("--extra-wav", default=None,
-                    help="also check rest outside the speaker turns (--extra-rttm) of this recording")
-    ap.add_argument("--extra-rttm", default=None, help="speaker turns of --extra-wav (RTTM)")
+    add_recording_arguments(ap, "also check rest outside its turns")
     args = ap.parse_args(argv)
-    if bool(args.extra_wav) != bool(args.extra_rttm):
-        ap.error("--extra-wav and --extra-rttm go together")
+    recording = recording_arguments(ap, args)
     gate = None if args.no_gate else DEFAULT_GATE
 
     from codetalker_blender.core.checkpoint import load_model_file
@@ -296,8 +306,8 @@ def main(argv=None) -> int:
               f"{joined['frames']} frames): head max {r['max_mm']:.2f} mm; lips max {r['lip_max_mm']:.2f} mm, "
               f"99th percentile of per-frame max {r['lip_p99_mm']:.2f} mm, mean {r['lip_mean_mm']:.3f} mm")
     summary["joined_fast_vs_exact"] = joined
-    if args.extra_wav:
-        r = recording_rest(model, rig, args.extra_wav, args.extra_rttm, gate)
+    if recording:
+        r = recording_rest(model, rig, *recording, gate)
         print(f"{r['wav']} ({r['seconds']:.1f} s, {r['turns']} turns, {r['mode']} mode): outside the turns "
               f"({r['rest_seconds']:.1f} s) {r['rest_share_under_10pct']:.1%} of frames under 10 % of the turns' "
               f"p95 ({r['p95_opening_mm']:.2f} mm); largest {r['rest_max_mm']:.2f} mm = {r['rest_max_ratio']:.2f} "

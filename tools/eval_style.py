@@ -34,7 +34,13 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from codetalker_blender.core.style import BLENDS  # noqa: E402
-from tools.eval_real_speech import TRANSCRIPTS, read_rttm, topology_rig  # noqa: E402
+from tools.eval_real_speech import (  # noqa: E402
+    TRANSCRIPTS,
+    add_recording_arguments,
+    read_rttm,
+    recording_arguments,
+    topology_rig,
+)
 
 
 def rttm_turns(samples: np.ndarray, rttm: str, min_seconds: float = 2.0) -> list[np.ndarray]:
@@ -53,13 +59,13 @@ def main(argv=None) -> int:
     ap.add_argument("--steps", type=int, default=11)
     ap.add_argument("--json", default=None)
     ap.add_argument("--recipe", default=None, help="also measure on this recipe's test clips (held-out synthetic)")
-    ap.add_argument("--extra-wav", default=None, help="more real speech, cut into the turns of --extra-rttm")
-    ap.add_argument("--extra-rttm", default=None, help="speaker turns of --extra-wav (RTTM); turns of 2 s or more")
+    add_recording_arguments(ap, "more real speech, one clip per turn of 2 s or more")
     ap.add_argument("--blend", choices=BLENDS, default="model",
                     help="how the blend is made (core.style.BLENDS): one run with the blended style, or the two "
                          "styles' motions mixed")
     ap.add_argument("--no-gate", action="store_true", help="without the default silence gate (the model alone)")
     args = ap.parse_args(argv)
+    recording = recording_arguments(ap, args)
 
     from codetalker_blender.core.api import DEFAULT_GATE, animate
     from codetalker_blender.core.audio import load_audio
@@ -77,11 +83,9 @@ def main(argv=None) -> int:
         test = data_clips(data_config(load_recipe(args.recipe)), "test")
         names += [f"{c.subject}/{c.name}" for c in test]
         clips += [load_audio(c.wav) for c in test]
-    if bool(args.extra_wav) != bool(args.extra_rttm):
-        ap.error("--extra-wav and --extra-rttm go together")
-    if args.extra_wav:
-        turns = rttm_turns(load_audio(args.extra_wav), args.extra_rttm)
-        names += [f"{os.path.basename(args.extra_wav)}#{i}" for i in range(len(turns))]
+    if recording:
+        turns = rttm_turns(load_audio(recording[0]), recording[1])
+        names += [f"{os.path.basename(recording[0])}#{i}" for i in range(len(turns))]
         clips += turns
     gate = None if args.no_gate else DEFAULT_GATE
     print(f"{len(clips)} clips, silence gate {gate or 'off'}, blend: {args.blend}")
