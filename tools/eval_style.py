@@ -120,10 +120,13 @@ def main(argv=None) -> int:
         return bool(np.all(diffs <= 0) or np.all(diffs >= 0))
 
     monotonic, monotonic_mean = is_monotonic(curve), is_monotonic(curve_mean)
-    for label, points, ok in (("p95", curve, monotonic), ("mean opening", curve_mean, monotonic_mean)):
+    for label, points, ok, per_clip_curves in (("p95", curve, monotonic, curve_clips),
+                                               ("mean opening", curve_mean, monotonic_mean, curve_mean_clips)):
         rises = [f"{a:.2f}->{b:.2f}: +{y - x:.3f}" for (a, x), (b, y) in zip(points, points[1:]) if y > x]
+        steps = np.diff(np.array(per_clip_curves), axis=0)  # (steps - 1, clips)
         print(f"{big} -> {small}, {label}: {'monotonic' if ok else 'NOT monotonic (' + ', '.join(rises) + ' mm)'} "
-              f"({points[0][1]:.2f} -> {points[-1][1]:.2f} mm)")
+              f"({points[0][1]:.2f} -> {points[-1][1]:.2f} mm); single clips: {int((steps > 0).sum())} of "
+              f"{steps.size} steps rise, by up to {max(float(steps.max()), 0.0):.2f} mm")
     if args.json:
         with open(args.json, "w", encoding="utf-8") as fh:
             json.dump({"model": args.model, "blend": args.blend, "clips": len(clips), "clip_names": names, "gate": gate is not None, "per_style_mm": per_style, "from": big, "to": small,
