@@ -33,7 +33,8 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from codetalker_blender.core.style import BLENDS  # noqa: E402
+from codetalker_blender.core.audio import SAMPLE_RATE  # noqa: E402
+from codetalker_blender.core.style import add_blend_argument  # noqa: E402
 from tools.eval_real_speech import (  # noqa: E402
     TRANSCRIPTS,
     add_recording_arguments,
@@ -44,8 +45,8 @@ from tools.eval_real_speech import (  # noqa: E402
 
 
 def rttm_turns(samples: np.ndarray, rttm: str, min_seconds: float = 2.0) -> list[np.ndarray]:
-    """16 kHz samples cut into the speaker turns an RTTM file lists that last ``min_seconds`` or more."""
-    turns = [samples[int(onset * 16000):int(onset * 16000) + int(duration * 16000)]
+    """SAMPLE_RATE samples cut into the speaker turns an RTTM file lists that last ``min_seconds`` or more."""
+    turns = [samples[int(onset * SAMPLE_RATE):int(onset * SAMPLE_RATE) + int(duration * SAMPLE_RATE)]
              for onset, duration in read_rttm(rttm) if duration >= min_seconds]
     if not turns:
         raise SystemExit(f"{rttm}: no speaker turn of {min_seconds} s or more")
@@ -60,9 +61,7 @@ def main(argv=None) -> int:
     ap.add_argument("--json", default=None)
     ap.add_argument("--recipe", default=None, help="also measure on this recipe's test clips (held-out synthetic)")
     add_recording_arguments(ap, "more real speech, one clip per turn of 2 s or more")
-    ap.add_argument("--blend", choices=BLENDS, default="model",
-                    help="how the blend is made (core.style.BLENDS): one run with the blended style, or the two "
-                         "styles' motions mixed")
+    add_blend_argument(ap)
     ap.add_argument("--no-gate", action="store_true", help="without the default silence gate (the model alone)")
     args = ap.parse_args(argv)
     recording = recording_arguments(ap, args)
@@ -105,31 +104,30 @@ def main(argv=None) -> int:
     big = max(per_style, key=per_style.get)
     small = min(per_style, key=per_style.get)
     print("mean p95 mouth opening per style (mm): " + ", ".join(f"{s} {a:.2f}" for s, a in per_style.items()))
-    curve, curve_clips, curve_mean, curve_mean_clips = [], [], [], []
-    for w in np.linspace(0.0, 1.0, args.steps):
+    ws = np.linspace(0.0, 1.0, args.steps)
+    p95s, means = [], []  # per step: each clip's figure
+    for w in ws:
         p, m = per_clip({big: 1.0 - w, small: w}) if 0 < w < 1 else ends[big if w == 0 else small]
-        curve.append((float(w), float(np.mean(p))))
-        curve_clips.append(p)
-        curve_mean.append((float(w), float(np.mean(m))))
-        curve_mean_clips.append(m)
+        p95s.append(p)
+        means.append(m)
         shown = " ".join(f"{x:.2f}" for x in p[:8]) + (" ..." if len(p) > 8 else "")
-        print(f"w({small}) = {w:.2f}: p95 {curve[-1][1]:.3f} mm (per clip: {shown}); mean opening {curve_mean[-1][1]:.3f} mm")
+        print(f"w({small}) = {w:.2f}: p95 {np.mean(p):.3f} mm (per clip: {shown}); mean opening {np.mean(m):.3f} mm")
 
-    def is_monotonic(points) -> bool:
-        diffs = np.diff([a for _, a in points])
-        return bool(np.all(diffs <= 0) or np.all(diffs >= 0))
-
-    monotonic, monotonic_mean = is_monotonic(curve), is_monotonic(curve_mean)
-    for label, points, ok, per_clip_curves in (("p95", curve, monotonic, curve_clips),
-                                               ("mean opening", curve_mean, monotonic_mean, curve_mean_clips)):
-        rises = [f"{a:.2f}->{b:.2f}: +{y - x:.3f}" for (a, x), (b, y) in zip(points, points[1:]) if y > x]
-        steps = np.diff(np.array(per_clip_curves), axis=0)  # (steps - 1, clips)
+    results = {}
+    for label, per_step in (("p95", np.array(p95s)), ("mean opening", np.array(means))):  # (steps, clips)
+        curve = per_step.mean(axis=1)
+        diffs, steps = np.diff(curve), np.diff(per_step, axis=0)
+        ok = bool(np.all(diffs <= 0) or np.all(diffs >= 0))
+        rises = [f"{ws[k]:.2f}->{ws[k + 1]:.2f}: +{d:.3f}" for k, d in enumerate(diffs) if d > 0]
         print(f"{big} -> {small}, {label}: {'monotonic' if ok else 'NOT monotonic (' + ', '.join(rises) + ' mm)'} "
-              f"({points[0][1]:.2f} -> {points[-1][1]:.2f} mm); single clips: {int((steps > 0).sum())} of "
+              f"({curve[0]:.2f} -> {curve[-1]:.2f} mm); single clips: {int((steps > 0).sum())} of "
               f"{steps.size} steps rise, by up to {max(float(steps.max()), 0.0):.2f} mm")
+        results[label] = ([(float(w), float(c)) for w, c in zip(ws, curve)], per_step.tolist(), ok)
     if args.json:
+        (curve, curve_clips, monotonic), (curve_mean, curve_mean_clips, monotonic_mean) = results.values()
         with open(args.json, "w", encoding="utf-8") as fh:
-            json.dump({"model": args.model, "blend": args.blend, "clips": len(clips), "clip_names": names, "gate": gate is not None, "per_style_mm": per_style, "from": big, "to": small,
+            json.dump({"model": args.model, "blend": args.blend, "clips": len(clips), "clip_names": names,
+                       "gate": gate is not None, "per_style_mm": per_style, "from": big, "to": small,
                        "curve": curve, "curve_per_clip_mm": curve_clips, "monotonic": monotonic,
                        "curve_mean_opening": curve_mean, "curve_mean_opening_per_clip_mm": curve_mean_clips,
                        "monotonic_mean_opening": monotonic_mean}, fh, indent=1)
